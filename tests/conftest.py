@@ -1,0 +1,75 @@
+"""Shared fixtures: samples/ compiled with gcc once per session, and a runner for the CLI."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "samples"
+
+# name -> (sources relative to samples/, extra compiler flags). Every binary a test traces is built
+# from these sources; nothing compiled is committed.
+SAMPLE_BUILDS: dict[str, tuple[list[str], list[str]]] = {
+    "checksum": (["checksum.c"], ["-O1", "-g"]),
+    "checksum_nopie": (["checksum.c"], ["-O1", "-g", "-no-pie", "-fno-pie"]),
+    "threads": (["threads.c"], ["-O1", "-g", "-pthread"]),
+    "insn_classes": (["insn_classes.S", "insn_classes_main.c"], ["-O1", "-g"]),
+}
+
+
+@pytest.fixture(scope="session")
+def sample_dir() -> Path:
+    """A directory every user can read and execute (the unprivileged tests run binaries from it)."""
+    path = Path(tempfile.mkdtemp(prefix="utrace-samples-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def sample(sample_dir: Path) -> Callable[[str], str]:
+    """``sample(name)`` compiles samples/ sources for ``name`` (once) and returns the binary's path."""
+    cc = shutil.which("gcc")
+    if cc is None:
+        pytest.skip("gcc is not installed: the samples traced by the tests cannot be built")
+    built: dict[str, str] = {}
+
+    def build(name: str) -> str:
+        if name not in built:
+            sources, flags = SAMPLE_BUILDS[name]
+            out = sample_dir / name
+            cmd = [cc, *flags, "-o", str(out), *(str(SAMPLES / s) for s in sources)]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise RuntimeError(f"building sample {name} failed:\n{' '.join(cmd)}\n{proc.stderr}")
+            out.chmod(0o755)
+            built[name] = str(out)
+        return built[name]
+
+    return build
+
+
+def run_utrace(*args: str, timeout: float = 60, **kwargs) -> subprocess.CompletedProcess:
+    """Run the CLI as a user would (``python -m utrace ARGS``), capturing both streams."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run(
+        [sys.executable, "-m", "utrace", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        **kwargs,
+    )
+
+
+@pytest.fixture
+def utrace_cli() -> Callable[..., subprocess.CompletedProcess]:
+    return run_utrace

@@ -1,0 +1,1025 @@
+"""The breakpoint engine and event loop.
+
+One blocking ``waitpid(-1, __WALL)`` loop serves every traced thread of every traced process; each
+stop is classified (breakpoint hit, single-step, signal, clone/fork/exec event, group-stop, exit)
+and dispatched. A hit costs one ptrace stop: the int3 stays in place, the handlers run, and the
+thread continues in the probe's slot, which runs the displaced instruction and jumps back
+(design.md, "Breakpoints: one stop per hit").
+
+The hot path (``_on_trap`` -> ``_hit``) makes four system calls: waitpid, GETREGS, SETREGS, CONT.
+It allocates no python-ptrace objects, reads no memory and parses no ELF file.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Tuple
+
+from . import kernel
+from .errors import (
+    BadProbeAddress,
+    LaunchError,
+    PermissionDenied,
+    ProcessGone,
+    TargetError,
+    UsageError,
+    UtraceError,
+)
+from .handlers import Event, GetRegs, Handler
+from .kernel import user_regs_struct
+from .output import Output
+from .relocate import SLOT_SIZE, Relocation, instruction_boundaries, relocate
+from .symbols import AddressSpace, Location
+from .xol import FIRST_SLOT, Xol, find_syscall_insn, inject_call, inject_syscall
+
+INT3 = b"\xcc"
+TRACE_OPTIONS = (
+    kernel.PTRACE_O_TRACESYSGOOD
+    | kernel.PTRACE_O_TRACECLONE
+    | kernel.PTRACE_O_TRACEFORK
+    | kernel.PTRACE_O_TRACEVFORK
+    | kernel.PTRACE_O_TRACEEXEC
+)
+STOP_SIGNALS = (signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
+FAULT_SIGNALS = (signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGTRAP)
+DETACH_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+FLUSH_INTERVAL = 0.2  # seconds a trace line may wait in the buffer when the output is not a terminal
+TICK = 0.05  # period of the SIGALRM that wakes the event loop while a flush or a deadline is pending
+
+
+@dataclass(eq=False)
+class Probe:
+    """A probe the user asked for: a target and a handler. ``hits`` counts handler calls."""
+
+    target: str
+    handler: Handler
+    name: str
+    enabled: bool = True
+    hits: int = 0
+    where: str = ""  # resolved location, e.g. "libc.so.6:malloc+0x0"
+    address: Optional[int] = None
+    error: Optional[str] = None
+
+
+@dataclass(eq=False)
+class Site:
+    """One int3 in one address space and the slot that runs the instruction it displaced."""
+
+    addr: int
+    orig: bytes  # the original bytes at addr (at least the displaced instruction)
+    reloc: Relocation
+    slot: int
+    step: bool  # single-step the slot copy (step mode) instead of letting it run
+    probes: List[Probe] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class Process:
+    """One traced address space (a thread group)."""
+
+    pid: int
+    mem: kernel.ProcMem
+    xol: Xol
+    sites: Dict[int, Site] = field(default_factory=dict)
+    retired: Dict[int, Site] = field(default_factory=dict)  # removed sites a thread may still trap on
+    slots: Dict[int, Site] = field(default_factory=dict)
+    threads: Dict[int, Thread] = field(default_factory=dict)
+    space: Optional[AddressSpace] = None
+    follow: bool = True  # report hits (False: a vfork child traced only until it execs)
+    exit_status: Optional[int] = None
+    entry_trap: Optional[Tuple[int, bytes]] = None  # (AT_ENTRY, original byte) after exec
+
+    def address_space(self) -> AddressSpace:
+        if self.space is None:
+            self.space = AddressSpace.from_pid(self.pid)
+        return self.space
+
+
+@dataclass(eq=False)
+class Thread:
+    tid: int
+    process: Process
+    regs: user_regs_struct = field(default_factory=user_regs_struct)
+    comm: str = "?"
+    stepping: Optional[Site] = None
+    running: bool = False
+    group_stopped: bool = False
+    # a signal held back while utrace had the thread busy, delivered on its next resume
+    held: Optional[Tuple[int, kernel.siginfo_t]] = None
+
+
+class Tracer:
+    """Traces one program (launched or attached) with probes; see ``launch`` and ``attach``."""
+
+    def __init__(self, output: Optional[Output] = None, single_step: bool = False) -> None:
+        self.output = output if output is not None else Output()
+        self.single_step = single_step
+        self.probes: List[Probe] = []
+        self.procs: Dict[int, Process] = {}
+        self.threads: Dict[int, Thread] = {}
+        self.leader: int = 0
+        self.launched = False
+        self.exit_status: Optional[int] = None
+        self._stop_requested = False
+        self._current: Optional[Thread] = None  # the thread whose stop is being handled
+        self._siginfo = kernel.siginfo_t()
+        self._deadline: Optional[float] = None
+        self._ticking = False  # the periodic SIGALRM is armed
+        self._flush_at: Optional[float] = None  # when buffered trace lines must be written out
+        self._timers_ok = False  # SIGALRM handled (run() in the main thread)
+        self._detached = False
+        # child processes announced by a fork/vfork/clone event (parent, shares memory), and those
+        # whose first stop came before the event
+        self._new_children: Dict[int, Tuple[Process, bool]] = {}
+        self._early_children: set[int] = set()
+
+    # ------------------------------------------------------------------ launch and attach
+    @classmethod
+    def launch(cls, argv: List[str], **kwargs: object) -> Tracer:
+        """Start ``argv`` under the tracer, stopped at its entry point (shared libraries mapped)."""
+        tracer = cls(**kwargs)  # type: ignore[arg-type]
+        tracer._launch(argv)
+        return tracer
+
+    @classmethod
+    def attach(cls, pid: int, **kwargs: object) -> Tracer:
+        """Seize every thread of a running process and stop them until ``run``."""
+        tracer = cls(**kwargs)  # type: ignore[arg-type]
+        tracer._attach(pid)
+        return tracer
+
+    def _launch(self, argv: List[str]) -> None:
+        if not argv:
+            raise UsageError("no command to run")
+        go_r, go_w = os.pipe()
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        pid = os.fork()
+        if pid == 0:  # the child: wait until seized, then exec; report exec failure by the pipe
+            try:
+                os.close(go_w)
+                os.close(err_r)
+                for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                    signal.signal(sig, signal.SIG_DFL)
+                os.read(go_r, 1)
+                os.close(go_r)
+                os.execvp(argv[0], argv)
+            except OSError as err:
+                os.write(err_w, struct.pack("<i", err.errno or errno.ENOEXEC))
+            finally:
+                os._exit(127)
+        os.close(go_r)
+        os.close(err_w)
+        self.launched = True
+        self.leader = pid
+        try:
+            kernel.ptrace_seize(pid, TRACE_OPTIONS | kernel.PTRACE_O_EXITKILL)
+        finally:
+            os.write(go_w, b"x")
+            os.close(go_w)
+        failure = os.read(err_r, 4)
+        os.close(err_r)
+        if failure:
+            os.waitpid(pid, 0)
+            code = struct.unpack("<i", failure)[0]
+            exit_code = 127 if code == errno.ENOENT else 126
+            raise LaunchError(argv[0], os.strerror(code), exit_code)
+        status = self._wait_for(pid)
+        if kernel.WPTRACEEVENT(status) != kernel.PTRACE_EVENT_EXEC:
+            raise TargetError(f"{argv[0]}: unexpected stop {status:#x} at start")
+        proc = self._new_process(pid)
+        thread = self._add_thread(proc, pid)
+        self._run_to_entry(thread)
+
+    def _wait_for(self, tid: int) -> int:
+        while True:
+            pid, status = kernel.waitpid(tid, kernel.WALL)
+            if pid == 0:
+                continue
+            if not kernel.WIFSTOPPED(status):
+                raise ProcessGone(tid)
+            return status
+
+    def _run_to_entry(self, thread: Thread) -> None:
+        """Continue a freshly exec'd thread to AT_ENTRY, when ld.so has mapped DT_NEEDED libraries.
+
+        The process has one thread here, so a temporary int3 restored in place is race-free.
+        """
+        proc = thread.process
+        entry = kernel.read_auxv(proc.pid)[kernel.AT_ENTRY]
+        orig = proc.mem.read(entry, 1)
+        proc.mem.write(entry, INT3)
+        try:
+            while True:
+                kernel.ptrace_cont(thread.tid, self._held_signal(thread))
+                status = self._wait_for(thread.tid)
+                sig = kernel.WSTOPSIG(status)
+                event = kernel.WPTRACEEVENT(status)
+                kernel.ptrace_getregs(thread.tid, thread.regs)
+                if sig == signal.SIGTRAP and not event and thread.regs.rip == entry + 1:
+                    break
+                if not event:
+                    self._hold(thread, sig)
+        finally:
+            proc.mem.write(entry, orig)
+        thread.regs.rip = entry
+        kernel.ptrace_setregs(thread.tid, thread.regs)
+
+    def _attach(self, pid: int) -> None:
+        self.leader = pid
+        self._check_attachable(pid)
+        proc = self._new_process(pid, seize=True)
+        seized: Dict[int, Thread] = {}
+        while True:  # threads may be created while we seize: repeat until the set is stable
+            try:
+                tids = kernel.thread_ids(pid)
+            except FileNotFoundError:
+                raise ProcessGone(pid) from None
+            new = [t for t in tids if t not in seized]
+            if not new:
+                break
+            for tid in new:
+                try:
+                    kernel.ptrace_seize(tid, TRACE_OPTIONS)
+                except OSError as err:
+                    if err.errno == errno.ESRCH:
+                        continue  # the thread exited meanwhile
+                    if err.errno == errno.EPERM:
+                        raise PermissionDenied(pid, self._eperm_hint(pid)) from None
+                    raise
+                seized[tid] = self._add_thread(proc, tid)
+                self.threads[tid].running = True
+        for thread in seized.values():
+            self._interrupt(thread)
+        for thread in list(seized.values()):
+            self._wait_interrupted(thread)
+
+    def _check_attachable(self, pid: int) -> None:
+        try:
+            status = kernel.proc_status(pid)
+        except (FileNotFoundError, ProcessLookupError):
+            raise ProcessGone(pid) from None
+        except PermissionError:
+            raise PermissionDenied(pid, self._eperm_hint(pid)) from None
+        if not _live_threads(pid):
+            raise UtraceError(f"process {pid} is a zombie: it has exited and has no code left to trace")
+        if pid == os.getpid():
+            raise UsageError("utrace cannot trace itself; use --self for in-process syscall tracing")
+        tracer = int(status.get("TracerPid", "0") or 0)
+        if tracer:
+            raise PermissionDenied(pid, f"it is already traced by process {tracer} (a debugger or tracer)")
+
+    @staticmethod
+    def _eperm_hint(pid: int) -> str:
+        try:
+            uid = int(kernel.proc_status(pid)["Uid"].split()[1])
+        except (OSError, KeyError, IndexError, ValueError):
+            uid = -1
+        if uid not in (-1, os.geteuid()) and os.geteuid() != 0:
+            return (
+                f"it belongs to another user (uid {uid}); trace your own processes, or run utrace as "
+                "that user or with CAP_SYS_PTRACE"
+            )
+        try:
+            with open("/proc/sys/kernel/yama/ptrace_scope") as f:
+                scope = int(f.read())
+        except OSError:
+            scope = 0
+        if scope >= 1 and os.geteuid() != 0:
+            return (
+                f"kernel.yama.ptrace_scope is {scope}, which only lets a process trace its own children; "
+                "launch the program under utrace, or set it to 0 (sysctl kernel.yama.ptrace_scope=0) "
+                "or grant CAP_SYS_PTRACE"
+            )
+        return "the kernel refused (it may be set non-dumpable, setuid, or need CAP_SYS_PTRACE)"
+
+    def _interrupt(self, thread: Thread) -> None:
+        try:
+            kernel.ptrace_interrupt(thread.tid)
+        except ProcessLookupError:
+            pass
+
+    def _wait_interrupted(self, thread: Thread) -> None:
+        """Wait until an interrupted thread reports its interrupt stop; hold any signal it reports first."""
+        while True:
+            pid, status = kernel.waitpid(thread.tid, kernel.WALL)
+            if pid == 0:
+                continue
+            if not kernel.WIFSTOPPED(status):
+                self._thread_gone(thread, status)
+                return
+            event = kernel.WPTRACEEVENT(status)
+            sig = kernel.WSTOPSIG(status)
+            if event == kernel.PTRACE_EVENT_STOP:
+                thread.running = False
+                thread.group_stopped = sig in STOP_SIGNALS
+                kernel.ptrace_getregs(thread.tid, thread.regs)
+                return
+            if not event:
+                # A signal-delivery stop came first: keep the signal for the resume, and let the thread
+                # run on to its interrupt stop without it.
+                self._hold(thread, sig)
+                kernel.ptrace_cont(thread.tid)
+            else:
+                kernel.ptrace_cont(thread.tid)
+
+    def _new_process(self, pid: int, seize: bool = False) -> Process:
+        try:
+            mem = kernel.ProcMem.open(pid)
+        except FileNotFoundError:
+            raise ProcessGone(pid) from None
+        except PermissionError:
+            raise PermissionDenied(pid, self._eperm_hint(pid)) from None
+        proc = Process(pid=pid, mem=mem, xol=Xol(mem))
+        self.procs[pid] = proc
+        return proc
+
+    def _add_thread(self, proc: Process, tid: int) -> Thread:
+        thread = Thread(tid=tid, process=proc, comm=kernel.comm_of(tid))
+        proc.threads[tid] = thread
+        self.threads[tid] = thread
+        return thread
+
+    # ------------------------------------------------------------------ probes
+    def add_probe(self, target: str, handler: Optional[Handler] = None, name: Optional[str] = None) -> Probe:
+        """Insert a probe at ``target`` (SYMBOL, LIB:SYMBOL, SYMBOL+OFF, 0xADDR, PATH:0xOFF).
+
+        Callable before ``run`` and from inside a handler while the target runs.
+        """
+        if handler is None:
+            handler = GetRegs()
+        handler.attach_output(self.output)
+        probe = Probe(target=target, handler=handler, name=name or _probe_name(target))
+        proc = self.procs.get(self.leader)
+        if proc is None:
+            raise ProcessGone(self.leader)
+        self._arm(proc, probe)
+        self.probes.append(probe)
+        return probe
+
+    def remove_probe(self, probe: Probe) -> None:
+        """Remove a probe; its int3 goes when no other probe shares the site."""
+        if probe in self.probes:
+            self.probes.remove(probe)
+        probe.enabled = False
+        for proc in self.procs.values():
+            for site in list(proc.sites.values()):
+                if probe in site.probes:
+                    site.probes.remove(probe)
+                    if not site.probes:
+                        self._disarm(proc, site)
+
+    def _injector(self, proc: Process) -> Thread:
+        """A thread of ``proc`` stopped where utrace may run code in it."""
+        if self._current is not None and self._current.process is proc:
+            return self._current
+        for thread in proc.threads.values():
+            if not thread.running and thread.stepping is None:
+                return thread
+        raise TargetError(f"no stopped thread in process {proc.pid} to insert the probe with")
+
+    def _arm(self, proc: Process, probe: Probe) -> None:
+        space = proc.address_space()
+        loc = space.resolve(probe.target)
+        address = loc.address
+        thread = self._injector(proc)
+        if loc.ifunc:
+            address = self._resolve_ifunc(proc, thread, loc)
+            where = space.symbolize(address)
+            if where is not None and where[1] is not None:
+                probe.where = f"{where[0].name}:{where[1]}+{where[2]:#x}"
+            else:
+                probe.where = f"{address:#x}"
+        else:
+            self._check_boundary(proc, loc)
+            probe.where = loc.describe()
+        probe.address = address
+        site = proc.sites.get(address)
+        if site is None:
+            site = self._insert_site(proc, thread, address, loc)
+        site.probes.append(probe)
+
+    def _check_boundary(self, proc: Process, loc: Location) -> None:
+        if loc.symbol is None or loc.offset == 0:
+            return
+        code = self._read_code(proc, loc.sym_start, loc.offset + 16)
+        bounds = instruction_boundaries(code, loc.sym_start)
+        if loc.address in bounds:
+            return
+        before = [b for b in bounds if b < loc.address][-1:]
+        after = [b for b in bounds if b > loc.address][:1]
+        near = ", ".join(f"{loc.symbol}+{b - loc.sym_start:#x}" for b in before + after)
+        raise BadProbeAddress(
+            f"{loc.describe()} is not at an instruction boundary (nearest: {near}); "
+            "a breakpoint there would corrupt the program"
+        )
+
+    def _read_code(self, proc: Process, addr: int, size: int) -> bytes:
+        """Code as the program sees it: utrace's own int3 bytes replaced by what they displaced."""
+        try:
+            data = bytearray(proc.mem.read_upto(addr, size))
+        except OSError as err:
+            raise TargetError(f"cannot read code at {addr:#x}: {err.strerror}") from err
+        for site_addr, site in proc.sites.items():
+            if addr <= site_addr < addr + len(data):
+                data[site_addr - addr] = site.orig[0]
+        return bytes(data)
+
+    def _insert_site(self, proc: Process, thread: Thread, address: int, loc: Location) -> Site:
+        code = self._read_code(proc, address, 16)
+        if not code:
+            raise BadProbeAddress(f"{loc.describe()} ({address:#x}) is not mapped in process {proc.pid}")
+        if not self._is_executable(proc, address):
+            raise BadProbeAddress(f"{loc.describe()} ({address:#x}) is not in executable code")
+        reloc = relocate(code, address, force_step=self.single_step)
+        mapper = self._mapper(proc, thread)
+        slot = proc.xol.alloc_slot(loc.module.start, loc.module.end, mapper)
+        proc.mem.write(slot, reloc.build(slot))
+        site = Site(
+            addr=address,
+            orig=code[: reloc.size],
+            reloc=reloc,
+            slot=slot,
+            step=self.single_step or reloc.mode == "step",
+        )
+        proc.mem.write(address, INT3)
+        proc.sites[address] = site
+        proc.slots[slot] = site
+        return site
+
+    @staticmethod
+    def _is_executable(proc: Process, address: int) -> bool:
+        for mapping in proc.address_space().mappings:
+            if mapping.start <= address < mapping.end:
+                return "x" in mapping.perms
+        return False
+
+    def _mapper(self, proc: Process, thread: Thread) -> Callable[[int], int]:
+        if proc.xol.bootstrap_syscall is None and not proc.xol.areas:
+            proc.xol.bootstrap_syscall = find_syscall_insn(proc.pid, proc.mem)
+
+        def map_area(hint: int) -> int:
+            from .xol import AREA_SIZE
+
+            return inject_syscall(
+                thread.tid,
+                thread.regs,
+                proc.xol.syscall_insn(),
+                kernel.SYS_mmap,
+                (
+                    hint,
+                    AREA_SIZE,
+                    kernel.PROT_READ | kernel.PROT_EXEC,
+                    kernel.MAP_PRIVATE | kernel.MAP_ANONYMOUS | kernel.MAP_FIXED_NOREPLACE,
+                    -1,
+                    0,
+                ),
+                self._hold_info,
+            )
+
+        return map_area
+
+    def _resolve_ifunc(self, proc: Process, thread: Thread, loc: Location) -> int:
+        """Run the IFUNC resolver in the tracee: the implementation this process's CPU gets."""
+        proc.xol.ensure_area(loc.module.start, loc.module.end, self._mapper(proc, thread))
+        impl = inject_call(
+            thread.tid, thread.regs, proc.mem, loc.address, (), proc.xol.call_trap, self._hold_info
+        )
+        if not loc.module.contains(impl) and proc.address_space().module_at(impl) is None:
+            raise TargetError(f"IFUNC resolver of {loc.describe()} returned {impl:#x}, outside any module")
+        return impl
+
+    def _disarm(self, proc: Process, site: Site) -> None:
+        try:
+            proc.mem.write(site.addr, site.orig[:1])
+        except OSError:
+            pass  # the address space is gone (exit or exec)
+        del proc.sites[site.addr]
+        proc.retired[site.addr] = site
+
+    # ------------------------------------------------------------------ the event loop
+    def run(self, duration: Optional[float] = None) -> Optional[int]:
+        """Resume the target and handle events until it exits, ``stop()`` is called, a detach signal
+        arrives (SIGINT, SIGTERM, SIGHUP) or ``duration`` seconds pass. Returns the exit status of a
+        launched target that ran to its end (128+N for a signal), else None."""
+        self._deadline = None if duration is None else time.monotonic() + duration
+        previous = self._install_signal_handlers()
+        try:
+            self._resume_all()
+            self._loop()
+        finally:
+            self._restore_signal_handlers(previous)
+            if self._stop_requested and not self._detached:
+                self.detach()
+            self.output.flush()
+        if self.exit_status is None and self.launched and self._detached:
+            self.exit_status = self._wait_untraced_exit()
+        return self.exit_status
+
+    def stop(self) -> None:
+        """Ask the loop to detach and return (safe from handlers and signal handlers)."""
+        self._stop_requested = True
+
+    def _install_signal_handlers(self) -> Dict[int, object]:
+        previous: Dict[int, object] = {}
+        if threading.current_thread() is not threading.main_thread():
+            return previous
+
+        def on_signal(signum: int, frame: object) -> None:
+            self._stop_requested = True
+
+        for sig in DETACH_SIGNALS:
+            previous[sig] = signal.signal(sig, on_signal)
+        # SIGALRM only interrupts the blocking waitpid (the loop then flushes output or ends at the
+        # --duration deadline); it is armed only while there is something to flush or a deadline.
+        previous[signal.SIGALRM] = signal.signal(signal.SIGALRM, lambda s, f: None)
+        self._timers_ok = True
+        return previous
+
+    def _restore_signal_handlers(self, previous: Dict[int, object]) -> None:
+        if previous:
+            signal.setitimer(signal.ITIMER_REAL, 0, 0)
+            self._timers_ok = False
+            self._ticking = False
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+
+    def _resume_all(self) -> None:
+        for thread in list(self.threads.values()):
+            if not thread.running:
+                self._resume(thread)
+
+    def _loop(self) -> None:
+        while self.threads:
+            self._timers()
+            if self._stop_requested:
+                break
+            pid, status = kernel.waitpid(-1, kernel.WALL)
+            if pid:  # else EINTR: the timer or a detach signal
+                self._dispatch(pid, status)
+
+    def _timers(self) -> None:
+        """Flush buffered trace lines after FLUSH_INTERVAL, end at the --duration deadline.
+
+        A periodic SIGALRM interrupts the blocking waitpid only while one of those is pending (a
+        one-shot timer could fire just before waitpid starts and be lost); when there is nothing to
+        do none is armed, so a traced program that sleeps costs utrace no CPU.
+        """
+        now = time.monotonic()
+        if self._flush_at is not None and now >= self._flush_at:
+            self._flush_at = None
+            self.output.flush()
+        if self._deadline is not None and now >= self._deadline:
+            self._stop_requested = True
+        if self.output.pending and self._flush_at is None:
+            if not self._timers_ok:
+                self.output.flush()  # not in the main thread: no SIGALRM handler, so no timer
+            else:
+                self._flush_at = now + FLUSH_INTERVAL
+        ticking = self._timers_ok and (self._flush_at is not None or self._deadline is not None)
+        if ticking != self._ticking:
+            self._ticking = ticking
+            interval = TICK if ticking else 0
+            signal.setitimer(signal.ITIMER_REAL, interval, interval)
+
+    def _dispatch(self, tid: int, status: int) -> None:
+        thread = self.threads.get(tid)
+        if thread is None:
+            thread = self._adopt(tid)
+            if thread is None:
+                return
+        thread.running = False
+        if not kernel.WIFSTOPPED(status):
+            self._thread_gone(thread, status)
+            return
+        sig = kernel.WSTOPSIG(status)
+        event = kernel.WPTRACEEVENT(status)
+        self._current = thread
+        try:
+            if event == 0:
+                if sig == signal.SIGTRAP:
+                    self._on_trap(thread)
+                else:
+                    self._on_signal(thread, sig)
+            else:
+                self._on_event(thread, event, sig)
+        except ProcessLookupError:
+            pass  # the thread died under us (SIGKILL, exit of the group): its exit status follows
+        finally:
+            self._current = None
+
+    def _resume(self, thread: Thread, sig: int = 0) -> None:
+        if thread.group_stopped:
+            kernel.ptrace_listen(thread.tid)
+        elif thread.stepping is not None:
+            kernel.ptrace_singlestep(thread.tid, sig)
+        else:
+            kernel.ptrace_cont(thread.tid, sig or self._held_signal(thread))
+        thread.running = True
+
+    # ------------------------------------------------------------------ stops
+    def _on_trap(self, thread: Thread) -> None:
+        regs = kernel.ptrace_getregs(thread.tid, thread.regs)
+        proc = thread.process
+        if thread.stepping is not None:
+            self._finish_step(thread)
+            return
+        site = proc.sites.get(regs.rip - 1)
+        if site is not None and (site.reloc.size > 1 or self._is_int3_trap(thread)):
+            self._hit(thread, site)
+            return
+        if proc.entry_trap is not None and regs.rip - 1 == proc.entry_trap[0]:
+            self._at_entry_after_exec(thread)
+            return
+        retired = proc.retired.get(regs.rip - 1)
+        if retired is not None and self._is_int3_trap(thread):
+            # The thread hit an int3 that was removed before its stop was handled: the original
+            # instruction is back in place, so run it there.
+            regs.rip -= 1
+            kernel.ptrace_setregs(thread.tid, regs)
+            self._resume(thread)
+            return
+        self._on_signal(thread, signal.SIGTRAP)
+
+    def _is_int3_trap(self, thread: Thread) -> bool:
+        info = kernel.ptrace_getsiginfo(thread.tid, self._siginfo)
+        return info.si_code == kernel.SI_KERNEL
+
+    def _hit(self, thread: Thread, site: Site) -> None:
+        now = time.monotonic()
+        proc = thread.process
+        regs = thread.regs
+        regs.rip = site.addr  # handlers see the probed instruction's address, as with the kernel's uprobes
+        if proc.follow:
+            for probe in site.probes:
+                if probe.enabled:
+                    probe.hits += 1
+                    self._call_handler(probe, probe.handler.on_entry, Event(thread, probe, now, site.addr))
+            if regs.rip != site.addr:
+                # a handler moved the pc (e.g. to skip the function): go there, not through the slot
+                kernel.ptrace_setregs(thread.tid, regs)
+                self._resume(thread)
+                return
+        regs.rip = site.slot
+        kernel.ptrace_setregs(thread.tid, regs)
+        if site.step:
+            thread.stepping = site
+            kernel.ptrace_singlestep(thread.tid)
+        else:
+            kernel.ptrace_cont(thread.tid, self._held_signal(thread))
+        thread.running = True
+
+    def _call_handler(self, probe: Probe, method: Callable[[Event], None], event: Event) -> None:
+        try:
+            method(event)
+        except UtraceError as err:
+            self._disable(probe, str(err))
+        except Exception as err:  # noqa: BLE001 - a user handler's bug must not harm the target
+            import traceback
+
+            self.output.message(
+                f"handler of probe {probe.name} raised; probe disabled:\n"
+                + "".join(traceback.format_exception(type(err), err, err.__traceback__)).rstrip()
+            )
+            probe.enabled = False
+            probe.error = repr(err)
+
+    def _disable(self, probe: Probe, why: str) -> None:
+        self.output.message(f"probe {probe.name} disabled: {why}")
+        probe.enabled = False
+        probe.error = why
+
+    def _finish_step(self, thread: Thread) -> None:
+        site = thread.stepping
+        assert site is not None
+        thread.stepping = None
+        site.reloc.after_step(thread.regs, site.slot, thread.process.mem)
+        kernel.ptrace_setregs(thread.tid, thread.regs)
+        self._resume(thread)
+
+    def _on_signal(self, thread: Thread, sig: int) -> None:
+        """A signal for the program: fix the context if it faulted in a slot, then deliver it."""
+        if thread.stepping is not None and sig not in FAULT_SIGNALS:
+            # An asynchronous signal arrived before the single-step: hold it until the step is done,
+            # so the handler never runs with rip inside the one-instruction slot copy.
+            self._hold(thread, sig)
+            kernel.ptrace_singlestep(thread.tid)
+            thread.running = True
+            return
+        if sig in FAULT_SIGNALS:
+            self._fixup_fault(thread)
+        if sig in STOP_SIGNALS:
+            kernel.ptrace_cont(thread.tid, sig)  # becomes a group-stop, reported as EVENT_STOP
+            thread.running = True
+            return
+        kernel.ptrace_cont(thread.tid, sig)
+        thread.running = True
+
+    def _fixup_fault(self, thread: Thread) -> None:
+        proc = thread.process
+        regs = kernel.ptrace_getregs(thread.tid, thread.regs)
+        site = self._site_of_slot(proc, regs.rip)
+        if site is None:
+            return
+        thread.stepping = None
+        if site.reloc.fault_fixup(regs, site.slot, proc.mem):
+            kernel.ptrace_setregs(thread.tid, regs)
+
+    def _site_of_slot(self, proc: Process, pc: int) -> Optional[Site]:
+        for area in proc.xol.areas:
+            if area.start + FIRST_SLOT <= pc < area.end:
+                base = area.start + FIRST_SLOT + (pc - area.start - FIRST_SLOT) // SLOT_SIZE * SLOT_SIZE
+                return proc.slots.get(base)
+        return None
+
+    def _hold(self, thread: Thread, sig: int) -> None:
+        self._hold_info(thread.tid, sig, kernel.ptrace_getsiginfo(thread.tid))
+
+    def _hold_info(self, tid: int, sig: int, info: kernel.siginfo_t) -> None:
+        thread = self.threads.get(tid)
+        if thread is not None and sig not in (0, signal.SIGTRAP):
+            thread.held = (sig, info)
+
+    def _held_signal(self, thread: Thread) -> int:
+        """A held signal to deliver now (its siginfo restored), or 0."""
+        if thread.held is None:
+            return 0
+        sig, info = thread.held
+        thread.held = None
+        try:
+            kernel.ptrace(kernel.PTRACE_SETSIGINFO, thread.tid, 0, kernel.ctypes.addressof(info))
+        except OSError:
+            pass  # not in a signal-delivery stop: the signal still goes, with a tracer-made siginfo
+        return sig
+
+    def _on_event(self, thread: Thread, event: int, sig: int) -> None:
+        if event == kernel.PTRACE_EVENT_STOP:
+            if sig in STOP_SIGNALS:
+                thread.group_stopped = True
+                kernel.ptrace_listen(thread.tid)
+            else:
+                thread.group_stopped = False
+                self._resume(thread)
+            thread.running = True
+            return
+        if event in (kernel.PTRACE_EVENT_FORK, kernel.PTRACE_EVENT_VFORK, kernel.PTRACE_EVENT_CLONE):
+            child = kernel.ptrace_geteventmsg(thread.tid)
+            self._announce_child(thread, child, event)
+            self._resume(thread)
+            return
+        if event == kernel.PTRACE_EVENT_EXEC:
+            self._on_exec(thread)
+            return
+        self._resume(thread)
+
+    def _announce_child(self, parent: Thread, child: int, event: int) -> None:
+        if event == kernel.PTRACE_EVENT_CLONE and _tgid_of(child) == parent.process.pid:
+            if child not in self.threads:  # else its first stop came first and _adopt added it
+                self._add_thread(parent.process, child).running = True
+            return
+        # A new process. A vfork child (posix_spawn too) and a CLONE_VM child share the parent's
+        # memory; only a fork child has a copy of its own.
+        shares = event != kernel.PTRACE_EVENT_FORK
+        if child in self._early_children:
+            self._early_children.discard(child)
+            self._release_child(child, parent.process, shares)
+        else:
+            self._new_children[child] = (parent.process, shares)
+
+    def _adopt(self, tid: int) -> Optional[Thread]:
+        """A stop from a thread we have not seen: a new thread of a traced process, or a child
+        process whose first stop arrived before its parent's fork/vfork/clone event."""
+        proc = self.procs.get(_tgid_of(tid))
+        if proc is not None:
+            return self._add_thread(proc, tid)
+        announced = self._new_children.pop(tid, None)
+        if announced is None:
+            # The parent's event is queued behind this stop: keep the child stopped until then.
+            self._early_children.add(tid)
+            return None
+        self._release_child(tid, announced[0], announced[1], stopped=True)
+        return None
+
+    def _release_child(self, pid: int, parent: Process, shares_memory: bool, stopped: bool = True) -> None:
+        """A child of a traced process, not followed: take utrace's int3 bytes out and let it go.
+
+        A fork child has a copy of the parent's memory: restore its bytes before it runs anything. A
+        vfork child shares the parent's memory, so the bytes must stay; it stays traced, silently
+        (its hits run through the slots without handlers), until it execs or exits.
+        """
+        if shares_memory:
+            proc = Process(
+                pid=pid,
+                mem=parent.mem,
+                xol=parent.xol,
+                sites=parent.sites,
+                retired=parent.retired,
+                slots=parent.slots,
+                follow=False,
+            )
+            self.procs[pid] = proc
+            thread = self._add_thread(proc, pid)
+            self._resume(thread)
+            return
+        try:
+            mem = kernel.ProcMem.open(pid)
+            try:
+                for site in parent.sites.values():
+                    mem.write(site.addr, site.orig[:1])
+            finally:
+                mem.close()
+            kernel.ptrace_detach(pid)
+        except OSError:
+            pass
+
+    def _on_exec(self, thread: Thread) -> None:
+        """exec replaced the address space: every site and area is gone. Re-arm at the new entry."""
+        proc = thread.process
+        former = kernel.ptrace_geteventmsg(thread.tid)
+        if former != thread.tid and former in self.threads:
+            old = self.threads.pop(former)
+            old.process.threads.pop(former, None)
+        for tid in [t for t in proc.threads if t != thread.tid]:
+            self.threads.pop(tid, None)
+            proc.threads.pop(tid, None)
+        if not proc.follow:
+            # a vfork child that was traced only because it shared its parent's memory
+            self.threads.pop(thread.tid, None)
+            self.procs.pop(proc.pid, None)
+            kernel.ptrace_detach(thread.tid)
+            return
+        proc.mem.close()
+        proc.mem = kernel.ProcMem.open(proc.pid)
+        proc.xol = Xol(proc.mem)
+        proc.sites.clear()
+        proc.retired.clear()
+        proc.slots.clear()
+        proc.space = None
+        thread.comm = kernel.comm_of(thread.tid)
+        entry = kernel.read_auxv(proc.pid)[kernel.AT_ENTRY]
+        proc.entry_trap = (entry, proc.mem.read(entry, 1))
+        proc.mem.write(entry, INT3)
+        self._resume(thread)
+
+    def _at_entry_after_exec(self, thread: Thread) -> None:
+        proc = thread.process
+        assert proc.entry_trap is not None
+        entry, orig = proc.entry_trap
+        proc.mem.write(entry, orig)
+        proc.entry_trap = None
+        thread.regs.rip = entry
+        kernel.ptrace_setregs(thread.tid, thread.regs)
+        for probe in self.probes:
+            try:
+                self._arm(proc, probe)
+            except UtraceError as err:
+                self.output.message(f"probe {probe.name} not armed in the new program: {err}")
+        self._resume(thread)
+
+    def _thread_gone(self, thread: Thread, status: int) -> None:
+        proc = thread.process
+        self.threads.pop(thread.tid, None)
+        proc.threads.pop(thread.tid, None)
+        if thread.tid == proc.pid:
+            proc.exit_status = _exit_code(status)
+            if proc.pid == self.leader:
+                self.exit_status = proc.exit_status
+        if not proc.threads:
+            self.procs.pop(proc.pid, None)
+
+    # ------------------------------------------------------------------ detach
+    def detach(self) -> None:
+        """Stop every thread, take every int3 out, put every thread back at a sane pc, let go."""
+        if self._detached:
+            return
+        self._detached = True
+        for proc in list(self.procs.values()):
+            self._detach_process(proc)
+        self.procs.clear()
+        self.threads.clear()
+
+    def _detach_process(self, proc: Process) -> None:
+        threads = list(proc.threads.values())
+        for thread in threads:
+            if thread.running:
+                self._interrupt(thread)
+        for thread in threads:
+            if thread.running:
+                self._settle(thread)
+        for site in list(proc.sites.values()):
+            self._disarm(proc, site)
+        if proc.entry_trap is not None:
+            try:
+                proc.mem.write(proc.entry_trap[0], proc.entry_trap[1])
+            except OSError:
+                pass
+        for thread in proc.threads.values():
+            self._release_thread(thread)
+        proc.mem.close()
+
+    def _settle(self, thread: Thread) -> None:
+        """Wait for an interrupted thread's stop and undo whatever utrace had it in the middle of."""
+        while True:
+            pid, status = kernel.waitpid(thread.tid, kernel.WALL)
+            if pid == 0:
+                continue
+            if not kernel.WIFSTOPPED(status):
+                self._thread_gone(thread, status)
+                return
+            thread.running = False
+            sig = kernel.WSTOPSIG(status)
+            event = kernel.WPTRACEEVENT(status)
+            if event == kernel.PTRACE_EVENT_STOP:
+                thread.group_stopped = sig in STOP_SIGNALS
+                return
+            if event:
+                kernel.ptrace_cont(thread.tid)  # clone/fork/exec event: let it finish, then stop
+                continue
+            proc = thread.process
+            regs = kernel.ptrace_getregs(thread.tid, thread.regs)
+            if sig == signal.SIGTRAP and thread.stepping is not None:
+                self._finish_step(thread)
+                continue
+            if sig == signal.SIGTRAP and (regs.rip - 1 in proc.sites or regs.rip - 1 in proc.retired):
+                # stopped on one of our int3: the hit is dropped; the original instruction runs in
+                # place once the byte is restored.
+                regs.rip -= 1
+                kernel.ptrace_setregs(thread.tid, regs)
+                kernel.ptrace_cont(thread.tid)
+                continue
+            if sig in FAULT_SIGNALS:
+                self._fixup_fault(thread)
+            self._hold(thread, sig)
+            kernel.ptrace_cont(thread.tid)
+
+    def _release_thread(self, thread: Thread) -> None:
+        sig = 0
+        if thread.held is not None:
+            sig = thread.held[0]
+        try:
+            if thread.stepping is not None:
+                # interrupted before its single-step: run the original instruction in place instead
+                thread.regs.rip = thread.stepping.addr
+                kernel.ptrace_setregs(thread.tid, thread.regs)
+                thread.stepping = None
+            kernel.ptrace_detach(thread.tid, sig)
+        except ProcessLookupError:
+            pass
+
+    def _wait_untraced_exit(self) -> Optional[int]:
+        """After detaching from a launched target: it is still our child, so wait for its end."""
+        while True:
+            try:
+                _, status = os.waitpid(self.leader, 0)
+            except ChildProcessError:
+                return None
+            except KeyboardInterrupt:
+                return None
+            if os.WIFEXITED(status) or os.WIFSIGNALED(status):
+                return _exit_code(status)
+
+    # ------------------------------------------------------------------ context manager
+    def __enter__(self) -> Tracer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.detach()
+
+
+def _exit_code(status: int) -> int:
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.WEXITSTATUS(status)
+
+
+def _live_threads(pid: int) -> List[int]:
+    """Threads of ``pid`` that are not zombies (a leader that called pthread_exit is one, while the
+    other threads run on)."""
+    live = []
+    for tid in kernel.thread_ids(pid):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state not in ("Z", "X"):
+            live.append(tid)
+    return live
+
+
+def _tgid_of(tid: int) -> int:
+    try:
+        return int(kernel.proc_status(tid).get("Tgid", "0"))
+    except OSError:
+        return 0
+
+
+def _probe_name(target: str) -> str:
+    """The default event name: the symbol of the target (``libc:malloc+4`` -> ``malloc``)."""
+    name = target.rsplit(":", 1)[-1].split("+", 1)[0]
+    return name or target
