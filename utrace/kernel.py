@@ -282,6 +282,20 @@ def waitpid(pid: int, options: int) -> tuple[int, int]:
     return int(res), int(status.value)
 
 
+PR_SET_DUMPABLE = 4
+
+_prctl = _libc.prctl
+_prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+_prctl.restype = ctypes.c_int
+
+
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    res = _prctl(option, arg2, arg3, arg4, arg5)
+    if res == -1:
+        _raise_errno("prctl", option)
+    return int(res)
+
+
 def tgkill(tgid: int, tid: int, sig: int) -> None:
     if _syscall(ctypes.c_long(SYS_tgkill), ctypes.c_long(tgid), ctypes.c_long(tid), ctypes.c_long(sig)) == -1:
         _raise_errno("tgkill", tid)
