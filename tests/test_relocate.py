@@ -16,6 +16,7 @@ import shutil
 import signal
 import struct
 import subprocess
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -493,9 +494,9 @@ def test_syscall_sets_rcx_like_the_original(slot: int) -> None:
 class Regs:
     """Stands in for ctypes user_regs_struct (the same field names)."""
 
-    def __init__(self, **values: int) -> None:
-        for name in ("rip", "rsp", "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "eflags"):
-            setattr(self, name, values.get(name, 0))
+    def __init__(self, rip: int = 0, rsp: int = 0, rcx: int = 0, rsi: int = 0) -> None:
+        self.rip, self.rsp, self.rcx, self.rsi = rip, rsp, rcx, rsi
+        self.rax = self.rbx = self.rdx = self.rdi = self.eflags = 0
 
 
 class Mem:
@@ -1052,7 +1053,11 @@ def _child(case: Case, where: str) -> Any:  # pragma: no cover - runs in the for
 def _run_in_child(case: Case, where: str) -> dict[str, Any]:
     """Run ``case`` natively and from a slot (near or far) in a forked child; return both records."""
     rfd, wfd = os.pipe()
-    pid = os.fork()
+    with warnings.catch_warnings():
+        # Python >= 3.12 warns about fork() in a process with threads; the child only runs
+        # machine code and ctypes, then _exit()s.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
     if pid == 0:  # pragma: no cover - the child reports through the pipe and never returns
         status = 0
         try:

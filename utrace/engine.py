@@ -21,10 +21,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
-from . import kernel
+from . import kernel, rendezvous
 from .errors import (
     BadProbeAddress,
     LaunchError,
+    ModuleNotFound,
     PermissionDenied,
     ProcessGone,
     TargetError,
@@ -65,6 +66,8 @@ class Probe:
     where: str = ""  # resolved location, e.g. "libc.so.6:malloc+0x0"
     address: Optional[int] = None
     error: Optional[str] = None
+    internal: bool = False  # utrace's own (the dynamic linker's r_brk): no output, not counted
+    pending_said: bool = False  # the "pending" note was printed
 
 
 @dataclass(eq=False)
@@ -94,10 +97,21 @@ class Process:
     follow: bool = True  # report hits (False: a vfork child traced only until it execs)
     exit_status: Optional[int] = None
     entry_trap: Optional[Tuple[int, bytes]] = None  # (AT_ENTRY, original byte) after exec
+    rdv: Optional[rendezvous.Rendezvous] = None  # the dynamic linker's r_debug and r_brk
+    rstate: int = rendezvous.RT_CONSISTENT  # r_state at the last r_brk stop
+    relocated: bool = True  # ld.so has relocated the libraries (IFUNC resolvers can run)
+    armed: Dict[Probe, List[int]] = field(default_factory=dict)  # probe -> its site addresses here
+    modules_seen: set = field(default_factory=set)  # (path, bias) of modules already searched
 
     def address_space(self) -> AddressSpace:
         if self.space is None:
-            self.space = AddressSpace.from_pid(self.pid)
+            order = None
+            if self.rdv is not None:
+                try:
+                    order = rendezvous.load_order(self.mem, self.rdv) or None
+                except OSError:
+                    order = None
+            self.space = AddressSpace.from_pid(self.pid, load_order=order)
         return self.space
 
 
@@ -138,6 +152,11 @@ class Tracer:
         # whose first stop came before the event
         self._new_children: Dict[int, Tuple[Process, bool]] = {}
         self._early_children: set[int] = set()
+        self._paused: Optional[Thread] = None  # the loop returns leaving this thread stopped
+        self._startup = True  # a launched program that has not reached its first probe-arming stop
+        self._linker_probe = Probe(
+            target="_dl_debug_state", handler=_LinkerEvents(self), name="<r_brk>", internal=True
+        )
 
     # ------------------------------------------------------------------ launch and attach
     @classmethod
@@ -157,30 +176,44 @@ class Tracer:
     def _launch(self, argv: List[str]) -> None:
         if not argv:
             raise UsageError("no command to run")
+        ready_r, ready_w = os.pipe()
         go_r, go_w = os.pipe()
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         pid = os.fork()
         if pid == 0:  # the child: wait until seized, then exec; report exec failure by the pipe
             try:
+                os.close(ready_r)
                 os.close(go_w)
                 os.close(err_r)
                 for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                     signal.signal(sig, signal.SIG_DFL)
+                # A tracer that changed its uid (a service dropping root) forks non-dumpable children,
+                # which it may not trace; exec makes the program dumpable again anyway.
+                kernel.prctl(kernel.PR_SET_DUMPABLE, 1)
+                os.write(ready_w, b"r")
                 os.read(go_r, 1)
-                os.close(go_r)
                 os.execvp(argv[0], argv)
             except OSError as err:
                 os.write(err_w, struct.pack("<i", err.errno or errno.ENOEXEC))
             finally:
                 os._exit(127)
-        os.close(go_r)
-        os.close(err_w)
+        for fd in (ready_w, go_r, err_w):
+            os.close(fd)
         self.launched = True
         self.leader = pid
         try:
+            os.read(ready_r, 1)
             kernel.ptrace_seize(pid, TRACE_OPTIONS | kernel.PTRACE_O_EXITKILL)
-        finally:
+        except OSError as err:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            if err.errno == errno.EPERM:
+                raise PermissionDenied(pid, self._eperm_hint(pid)) from None
+            raise TargetError(f"cannot trace the new process {pid}: {err.strerror}") from None
+        else:
             os.write(go_w, b"x")
+        finally:
+            os.close(ready_r)
             os.close(go_w)
         failure = os.read(err_r, 4)
         os.close(err_r)
@@ -194,7 +227,8 @@ class Tracer:
             raise TargetError(f"{argv[0]}: unexpected stop {status:#x} at start")
         proc = self._new_process(pid)
         thread = self._add_thread(proc, pid)
-        self._run_to_entry(thread)
+        self._after_exec(thread)
+        self._loop_until_paused()
 
     def _wait_for(self, tid: int) -> int:
         while True:
@@ -205,30 +239,44 @@ class Tracer:
                 raise ProcessGone(tid)
             return status
 
-    def _run_to_entry(self, thread: Thread) -> None:
-        """Continue a freshly exec'd thread to AT_ENTRY, when ld.so has mapped DT_NEEDED libraries.
+    def _after_exec(self, thread: Thread) -> None:
+        """A fresh program in ``thread``'s process, stopped at its exec: watch the dynamic linker.
 
-        The process has one thread here, so a temporary int3 restored in place is race-free.
+        Probes are armed at the first r_brk stop with r_state RT_CONSISTENT: every DT_NEEDED library is
+        mapped then, but not yet relocated or initialised, so no library constructor runs unprobed.
+        GNU IFUNC probes wait for AT_ENTRY, because a resolver can only run once its library is
+        relocated. A static executable has no dynamic linker: everything is armed at AT_ENTRY.
         """
         proc = thread.process
+        kernel.ptrace_getregs(thread.tid, thread.regs)  # code injections start from these
         entry = kernel.read_auxv(proc.pid)[kernel.AT_ENTRY]
-        orig = proc.mem.read(entry, 1)
+        proc.entry_trap = (entry, proc.mem.read(entry, 1))
         proc.mem.write(entry, INT3)
-        try:
-            while True:
-                kernel.ptrace_cont(thread.tid, self._held_signal(thread))
-                status = self._wait_for(thread.tid)
-                sig = kernel.WSTOPSIG(status)
-                event = kernel.WPTRACEEVENT(status)
-                kernel.ptrace_getregs(thread.tid, thread.regs)
-                if sig == signal.SIGTRAP and not event and thread.regs.rip == entry + 1:
-                    break
-                if not event:
-                    self._hold(thread, sig)
-        finally:
-            proc.mem.write(entry, orig)
-        thread.regs.rip = entry
-        kernel.ptrace_setregs(thread.tid, thread.regs)
+        proc.relocated = False
+        rdv = rendezvous.locate(proc.address_space())
+        if rdv is not None:
+            proc.rdv = rdv
+            proc.rstate = rendezvous.RT_ADD
+            self._insert_internal(proc, thread, rdv.r_brk)
+
+    def _insert_internal(self, proc: Process, thread: Thread, address: int) -> None:
+        space = proc.address_space()
+        module = space.module_at(address)
+        if module is None:
+            return
+        loc = Location(address, module, "_dl_debug_state", 0, address, False)
+        site = proc.sites.get(address) or self._insert_site(proc, thread, address, loc)
+        site.probes.append(self._linker_probe)
+
+    def _loop_until_paused(self) -> None:
+        """Run the event loop until a handler pauses it (the start-up r_brk or AT_ENTRY stop)."""
+        self._resume_all()
+        self._loop()
+        if self._paused is None:
+            if self.exit_status is not None:
+                raise TargetError(f"the program exited with status {self.exit_status} before its entry point")
+            raise TargetError("the program did not reach its entry point")
+        self._paused = None
 
     def _attach(self, pid: int) -> None:
         self.leader = pid
@@ -258,6 +306,26 @@ class Tracer:
             self._interrupt(thread)
         for thread in list(seized.values()):
             self._wait_interrupted(thread)
+        if not proc.threads:
+            raise ProcessGone(pid)
+        self._watch_linker(proc)
+
+    def _watch_linker(self, proc: Process) -> None:
+        """Attach: probe the dynamic linker's r_brk so dlopen/dlclose are seen from now on."""
+        space = proc.address_space()
+        proc.modules_seen = {(m.path, m.bias) for m in space.modules}
+        rdv = rendezvous.locate(space)
+        if rdv is None:
+            return
+        try:
+            r_brk = int.from_bytes(proc.mem.read(rdv.r_debug + rendezvous.R_BRK, 8), "little")
+        except OSError:
+            return
+        proc.rdv = rendezvous.Rendezvous(rdv.r_debug, r_brk or rdv.r_brk)
+        try:
+            self._insert_internal(proc, self._injector(proc), proc.rdv.r_brk)
+        except UtraceError as err:
+            self.output.message(f"libraries loaded later will not be seen: {err}")
 
     def _check_attachable(self, pid: int) -> None:
         try:
@@ -355,12 +423,48 @@ class Tracer:
             handler = GetRegs()
         handler.attach_output(self.output)
         probe = Probe(target=target, handler=handler, name=name or _probe_name(target))
-        proc = self.procs.get(self.leader)
-        if proc is None:
+        if not self.procs:
             raise ProcessGone(self.leader)
-        self._arm(proc, probe)
+        for proc in list(self.procs.values()):
+            if proc.follow:
+                self._arm_or_pend(proc, probe, fatal=True)
         self.probes.append(probe)
         return probe
+
+    def _arm_or_pend(self, proc: Process, probe: Probe, fatal: bool) -> None:
+        """Arm ``probe`` in ``proc``; a library that is not loaded yet leaves it pending. Other errors
+        are raised when ``fatal`` (a probe being added), else reported once (a probe re-armed after exec
+        or dlopen)."""
+        try:
+            self._arm(proc, probe)
+        except _Deferred:
+            pass
+        except ModuleNotFound as err:
+            if not probe.pending_said:
+                probe.pending_said = True
+                self.output.message(
+                    f"probe {probe.name} is pending: {err.name} is not loaded yet (armed when it is)"
+                )
+        except UtraceError as err:
+            if fatal:
+                raise
+            if not probe.pending_said:
+                probe.pending_said = True
+                self.output.message(f"probe {probe.name} not armed in process {proc.pid}: {err}")
+
+    def _arm_pending(self, proc: Process) -> None:
+        """Arm every probe not yet armed in ``proc``, and bare-symbol probes in newly loaded modules."""
+        for probe in self.probes:
+            if probe.enabled and probe not in proc.armed:
+                self._arm_or_pend(proc, probe, fatal=False)
+        space = proc.address_space()
+        new = [m for m in space.modules if (m.path, m.bias) not in proc.modules_seen]
+        if proc.modules_seen:
+            for probe in self.probes:
+                if probe.enabled and probe in proc.armed and _is_bare_symbol(probe.target):
+                    for module in new:
+                        self._arm_in_module(proc, probe, module)
+        proc.modules_seen.update((m.path, m.bias) for m in space.modules)
 
     def remove_probe(self, probe: Probe) -> None:
         """Remove a probe; its int3 goes when no other probe shares the site."""
@@ -368,8 +472,9 @@ class Tracer:
             self.probes.remove(probe)
         probe.enabled = False
         for proc in self.procs.values():
-            for site in list(proc.sites.values()):
-                if probe in site.probes:
+            for addr in proc.armed.pop(probe, []):
+                site = proc.sites.get(addr)
+                if site is not None and probe in site.probes:
                     site.probes.remove(probe)
                     if not site.probes:
                         self._disarm(proc, site)
@@ -379,14 +484,37 @@ class Tracer:
         if self._current is not None and self._current.process is proc:
             return self._current
         for thread in proc.threads.values():
-            if not thread.running and thread.stepping is None:
+            if not thread.running:  # injections restore every register, so any stopped thread works
                 return thread
         raise TargetError(f"no stopped thread in process {proc.pid} to insert the probe with")
 
     def _arm(self, proc: Process, probe: Probe) -> None:
         space = proc.address_space()
         loc = space.resolve(probe.target)
+        self._arm_at(proc, probe, loc)
+
+    def _arm_in_module(self, proc: Process, probe: Probe, module: object) -> None:
+        """A bare-symbol probe, also in a library loaded later that defines the symbol (dlopen)."""
+        from .symbols import Module
+
+        assert isinstance(module, Module)
+        try:
+            loc = proc.address_space().resolve(f"{module.path}:{probe.target}")
+        except UtraceError:
+            return
+        if loc.address not in proc.armed.get(probe, []):
+            try:
+                self._arm_at(proc, probe, loc)
+            except _Deferred:
+                pass
+            except UtraceError as err:
+                self.output.message(f"probe {probe.name} not armed in {module.name}: {err}")
+
+    def _arm_at(self, proc: Process, probe: Probe, loc: Location) -> None:
+        space = proc.address_space()
         address = loc.address
+        if loc.ifunc and not proc.relocated:
+            raise _Deferred()
         thread = self._injector(proc)
         if loc.ifunc:
             address = self._resolve_ifunc(proc, thread, loc)
@@ -402,7 +530,9 @@ class Tracer:
         site = proc.sites.get(address)
         if site is None:
             site = self._insert_site(proc, thread, address, loc)
-        site.probes.append(probe)
+        if probe not in site.probes:
+            site.probes.append(probe)
+        proc.armed.setdefault(probe, []).append(address)
 
     def _check_boundary(self, proc: Process, loc: Location) -> None:
         if loc.symbol is None or loc.offset == 0:
@@ -555,7 +685,7 @@ class Tracer:
                 self._resume(thread)
 
     def _loop(self) -> None:
-        while self.threads:
+        while self.threads and self._paused is None:
             self._timers()
             if self._stop_requested:
                 break
@@ -634,7 +764,7 @@ class Tracer:
             self._hit(thread, site)
             return
         if proc.entry_trap is not None and regs.rip - 1 == proc.entry_trap[0]:
-            self._at_entry_after_exec(thread)
+            self._at_entry(thread)
             return
         retired = proc.retired.get(regs.rip - 1)
         if retired is not None and self._is_int3_trap(thread):
@@ -658,7 +788,8 @@ class Tracer:
         if proc.follow:
             for probe in site.probes:
                 if probe.enabled:
-                    probe.hits += 1
+                    if not probe.internal:
+                        probe.hits += 1
                     self._call_handler(probe, probe.handler.on_entry, Event(thread, probe, now, site.addr))
             if regs.rip != site.addr:
                 # a handler moved the pc (e.g. to skip the function): go there, not through the slot
@@ -669,10 +800,9 @@ class Tracer:
         kernel.ptrace_setregs(thread.tid, regs)
         if site.step:
             thread.stepping = site
-            kernel.ptrace_singlestep(thread.tid)
-        else:
-            kernel.ptrace_cont(thread.tid, self._held_signal(thread))
-        thread.running = True
+        if self._paused is thread:
+            return  # stays stopped, on its way into the slot, until run() resumes it
+        self._resume(thread)
 
     def _call_handler(self, probe: Probe, method: Callable[[Event], None], event: Event) -> None:
         try:
@@ -853,33 +983,77 @@ class Tracer:
             self.procs.pop(proc.pid, None)
             kernel.ptrace_detach(thread.tid)
             return
-        proc.mem.close()
+        if proc.mem.pid == proc.pid:
+            proc.mem.close()
         proc.mem = kernel.ProcMem.open(proc.pid)
+        # New containers, not cleared ones: a vfork child's were its parent's.
         proc.xol = Xol(proc.mem)
-        proc.sites.clear()
-        proc.retired.clear()
-        proc.slots.clear()
+        proc.sites, proc.retired, proc.slots, proc.armed = {}, {}, {}, {}
+        proc.modules_seen = set()
         proc.space = None
+        proc.rdv = None
         thread.comm = kernel.comm_of(thread.tid)
-        entry = kernel.read_auxv(proc.pid)[kernel.AT_ENTRY]
-        proc.entry_trap = (entry, proc.mem.read(entry, 1))
-        proc.mem.write(entry, INT3)
+        thread.stepping = None
+        self._after_exec(thread)
         self._resume(thread)
 
-    def _at_entry_after_exec(self, thread: Thread) -> None:
+    def _at_entry(self, thread: Thread) -> None:
+        """AT_ENTRY of a new program: libraries relocated and initialised; arm what was waiting."""
         proc = thread.process
         assert proc.entry_trap is not None
         entry, orig = proc.entry_trap
+        # Only this thread ever runs _start, so restoring the byte in place races with nothing.
         proc.mem.write(entry, orig)
         proc.entry_trap = None
         thread.regs.rip = entry
         kernel.ptrace_setregs(thread.tid, thread.regs)
-        for probe in self.probes:
-            try:
-                self._arm(proc, probe)
-            except UtraceError as err:
-                self.output.message(f"probe {probe.name} not armed in the new program: {err}")
-        self._resume(thread)
+        proc.relocated = True
+        proc.space = None
+        if self.launched and self._startup:
+            self._startup = False
+            self._paused = thread  # launch() returns here when there is no dynamic linker
+        self._arm_pending(proc)
+        if self._paused is not thread:
+            self._resume(thread)
+
+    def _on_linker_event(self, thread: Thread) -> None:
+        """r_brk: the dynamic linker is about to change (RT_ADD, RT_DELETE) or has changed
+        (RT_CONSISTENT) the list of loaded libraries."""
+        proc = thread.process
+        if proc.rdv is None:
+            return
+        try:
+            state = rendezvous.state(proc.mem, proc.rdv)
+        except OSError:
+            return
+        previous, proc.rstate = proc.rstate, state
+        if state != rendezvous.RT_CONSISTENT:
+            return
+        proc.space = None
+        if previous == rendezvous.RT_DELETE:
+            self._forget_unloaded(proc)
+        if self.launched and self._startup and proc.pid == self.leader:
+            self._startup = False
+            self._paused = thread  # launch() returns here: libraries mapped, nothing initialised
+        self._arm_pending(proc)
+
+    def _forget_unloaded(self, proc: Process) -> None:
+        """After dlclose: drop the sites of libraries that are gone; their probes become pending."""
+        space = proc.address_space()
+        for addr, site in list(proc.sites.items()):
+            if space.module_at(addr) is None:
+                del proc.sites[addr]
+                for probe in site.probes:
+                    if probe.internal:
+                        continue
+                    addrs = proc.armed.get(probe, [])
+                    if addr in addrs:
+                        addrs.remove(addr)
+                    if not addrs:
+                        proc.armed.pop(probe, None)
+                        probe.pending_said = False
+                        self.output.message(f"probe {probe.name} disarmed: its library was unloaded")
+        proc.modules_seen = {(m.path, m.bias) for m in space.modules}
 
     def _thread_gone(self, thread: Thread, status: int) -> None:
         proc = thread.process
@@ -989,6 +1163,24 @@ class Tracer:
 
     def __exit__(self, *exc: object) -> None:
         self.detach()
+
+
+class _Deferred(Exception):
+    """A probe that can only be armed later in this process (an IFUNC before relocation)."""
+
+
+class _LinkerEvents(Handler):
+    """The handler of utrace's own probe on the dynamic linker's r_brk."""
+
+    def __init__(self, tracer: Tracer) -> None:
+        self.tracer = tracer
+
+    def on_entry(self, event: Event) -> None:
+        self.tracer._on_linker_event(event.thread)
+
+
+def _is_bare_symbol(target: str) -> bool:
+    return ":" not in target and not target.startswith("0x")
 
 
 def _exit_code(status: int) -> int:

@@ -319,7 +319,7 @@ class Relocation:
         self._scratch_bytes = b""  # the copy with [rip+d] turned into [scratch+d]
         self._no_scratch_reason = ""
         self._seg = b""  # fs:/gs: override to keep on a rebuilt memory access
-        self._call_rsp_reg = False
+        self._call_rsp_reg = False  # call rsp: jumps to the stack pointer's value, run in step mode
         self._refuse_unsafe(insn)
         self.kind = self._classify(insn)
         self.mode = "step" if force_step or self._call_rsp_reg else "slot"
@@ -375,7 +375,8 @@ class Relocation:
             return "jmp_rel"
         if ident == X.X86_INS_JMP:
             return "jmp_indirect"
-        if 0x70 <= op0 <= 0x7F or (op0 == 0x0F and 0x80 <= op1 <= 0x8F):
+        is_jcc_opcode = 0x70 <= op0 <= 0x7F or (op0 == 0x0F and 0x80 <= op1 <= 0x8F)
+        if is_jcc_opcode and X.X86_GRP_JUMP in insn.groups:
             self._cc = (op0 if op0 != 0x0F else op1) & 0xF
             self.target = self._rel_target(insn, 1 if op0 != 0x0F else 4)
             return "jcc"
@@ -391,7 +392,7 @@ class Relocation:
         if ident == X.X86_INS_CALL:
             op = insn.operands[0]
             if op.type == X.X86_OP_REG and _GPR_ALIASES.get(insn.reg_name(op.reg)) == "rsp":
-                self._call_rsp_reg = True  # the target is the stack pointer's value: step mode
+                self._call_rsp_reg = True
             elif op.type == X.X86_OP_MEM and op.mem.base in (X.X86_REG_RSP, X.X86_REG_ESP):
                 self._call_rsp_mem = True
             return "call_indirect"
@@ -505,7 +506,7 @@ class Relocation:
         mod = code[mo] >> 6
         old_size = {0: 0, 1: 1, 2: 4}[mod]
         old = 0 if mod == 0 else struct.unpack_from("<b" if mod == 1 else "<i", code, mo + 2)[0]
-        new = old
+        new = old + 8
         if _fits_i8(new):
             modrm, disp = (code[mo] & 0x3F) | 0x40, struct.pack("<b", new)
         else:
