@@ -1,10 +1,15 @@
-/* threads T N: T threads each call tick() N times; prints the total, which must equal T*N and a
- * checksum that does not depend on scheduling. */
+/* threads T N [SLEEP_US [wait]]: T threads each call tick() N times (sleeping SLEEP_US after each
+ * call when given); prints the total number of calls and a checksum that does not depend on
+ * scheduling. With "wait" the threads are created first and start calling only after a line is
+ * read from stdin, so a tracer can attach to all of them before the first call. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
-static unsigned long n_calls;
+static unsigned long n_calls, sleep_us;
+static pthread_barrier_t start;
 
 __attribute__((noinline)) unsigned long tick(unsigned long i)
 {
@@ -14,8 +19,12 @@ __attribute__((noinline)) unsigned long tick(unsigned long i)
 static void *worker(void *arg)
 {
     unsigned long sum = 0;
-    for (unsigned long i = 0; i < n_calls; i++)
+    pthread_barrier_wait(&start);
+    for (unsigned long i = 0; i < n_calls; i++) {
         sum += tick(i);
+        if (sleep_us)
+            usleep(sleep_us);
+    }
     *(unsigned long *)arg = sum;
     return NULL;
 }
@@ -24,12 +33,23 @@ int main(int argc, char **argv)
 {
     int t = argc > 1 ? atoi(argv[1]) : 4;
     n_calls = argc > 2 ? strtoul(argv[2], NULL, 0) : 1000;
+    sleep_us = argc > 3 ? strtoul(argv[3], NULL, 0) : 0;
+    int wait = argc > 4 && strcmp(argv[4], "wait") == 0;
     pthread_t th[64];
     unsigned long sums[64];
     if (t > 64)
         t = 64;
+    pthread_barrier_init(&start, NULL, t + 1);
     for (int i = 0; i < t; i++)
         pthread_create(&th[i], NULL, worker, &sums[i]);
+    if (wait) {
+        char line[16];
+        printf("ready\n");
+        fflush(stdout);
+        if (!fgets(line, sizeof line, stdin))
+            return 2;
+    }
+    pthread_barrier_wait(&start);
     unsigned long total = 0;
     for (int i = 0; i < t; i++) {
         pthread_join(th[i], NULL);

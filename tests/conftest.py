@@ -22,6 +22,16 @@ SAMPLE_BUILDS: dict[str, tuple[list[str], list[str]]] = {
     "checksum_nopie": (["checksum.c"], ["-O1", "-g", "-no-pie", "-fno-pie"]),
     "threads": (["threads.c"], ["-O1", "-g", "-pthread"]),
     "insn_classes": (["insn_classes.S", "insn_classes_main.c"], ["-O1", "-g"]),
+    "forker": (["forker.c"], ["-O1", "-g"]),
+    "execer": (["execer.c"], ["-O1", "-g", "-pthread"]),
+    "signals": (["signals.c"], ["-O1", "-g"]),
+    "dl_main": (["dl_main.c"], ["-O1", "-g", "-ldl"]),
+    "libplugin.so": (["dl_plugin.c"], ["-O1", "-g", "-shared", "-fPIC"]),
+    # the unwinder's stacks: no frame pointers, a lazily bound classic PLT (no IBT .plt.sec)
+    "unwind_deep": (
+        ["unwind_deep.c"],
+        ["-O2", "-fomit-frame-pointer", "-g", "-fcf-protection=none", "-Wl,-z,lazy"],
+    ),
 }
 
 

@@ -41,6 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-p", "--pid", type=int, help="attach to this running process (all its threads)")
     p.add_argument("-o", "--output", metavar="FILE", help="write the trace to FILE instead of stderr")
     p.add_argument(
+        "-f",
+        "--follow-forks",
+        action="store_true",
+        help="trace child processes (fork, vfork, clone) with the same probes",
+    )
+    p.add_argument(
         "-H",
         "--handler",
         metavar="NAME[:ARGS]",
@@ -98,9 +104,13 @@ def run(argv: Sequence[str]) -> int:
             raise UsageError(f"cannot write the trace to {args.output}: {err.strerror}") from err
     output = Output(stream)
     if args.pid is not None:
-        tracer = Tracer.attach(args.pid, output=output, single_step=args.single_step)
+        tracer = Tracer.attach(
+            args.pid, output=output, single_step=args.single_step, follow_forks=args.follow_forks
+        )
     else:
-        tracer = Tracer.launch(command, output=output, single_step=args.single_step)
+        tracer = Tracer.launch(
+            command, output=output, single_step=args.single_step, follow_forks=args.follow_forks
+        )
     try:
         for target in args.probes:
             for handler in handler_specs:

@@ -12,6 +12,7 @@ It allocates no python-ptrace objects, reads no memory and parses no ELF file.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import signal
@@ -131,9 +132,12 @@ class Thread:
 class Tracer:
     """Traces one program (launched or attached) with probes; see ``launch`` and ``attach``."""
 
-    def __init__(self, output: Optional[Output] = None, single_step: bool = False) -> None:
+    def __init__(
+        self, output: Optional[Output] = None, single_step: bool = False, follow_forks: bool = False
+    ) -> None:
         self.output = output if output is not None else Output()
         self.single_step = single_step
+        self.follow_forks = follow_forks
         self.probes: List[Probe] = []
         self.procs: Dict[int, Process] = {}
         self.threads: Dict[int, Thread] = {}
@@ -308,6 +312,7 @@ class Tracer:
             self._wait_interrupted(thread)
         if not proc.threads:
             raise ProcessGone(pid)
+        proc.xol.adopt(pid)
         self._watch_linker(proc)
 
     def _watch_linker(self, proc: Process) -> None:
@@ -450,7 +455,8 @@ class Tracer:
                 raise
             if not probe.pending_said:
                 probe.pending_said = True
-                self.output.message(f"probe {probe.name} not armed in process {proc.pid}: {err}")
+                comm = kernel.comm_of(proc.pid)
+                self.output.message(f"probe {probe.name} is pending in process {proc.pid} ({comm}): {err}")
 
     def _arm_pending(self, proc: Process) -> None:
         """Arm every probe not yet armed in ``proc``, and bare-symbol probes in newly loaded modules."""
@@ -917,7 +923,7 @@ class Tracer:
         shares = event != kernel.PTRACE_EVENT_FORK
         if child in self._early_children:
             self._early_children.discard(child)
-            self._release_child(child, parent.process, shares)
+            self._take_child(child, parent.process, shares)
         else:
             self._new_children[child] = (parent.process, shares)
 
@@ -932,10 +938,47 @@ class Tracer:
             # The parent's event is queued behind this stop: keep the child stopped until then.
             self._early_children.add(tid)
             return None
-        self._release_child(tid, announced[0], announced[1], stopped=True)
+        self._take_child(tid, announced[0], announced[1])
         return None
 
-    def _release_child(self, pid: int, parent: Process, shares_memory: bool, stopped: bool = True) -> None:
+    def _take_child(self, pid: int, parent: Process, shares_memory: bool) -> None:
+        """A new child process, stopped at its first stop: follow it (-f) or release it."""
+        if not self.follow_forks or not parent.follow:
+            self._release_child(pid, parent, shares_memory)
+            return
+        if shares_memory:
+            # vfork/posix_spawn/CLONE_VM: one address space, so the very same sites and areas
+            proc = Process(
+                pid=pid,
+                mem=parent.mem,
+                xol=parent.xol,
+                sites=parent.sites,
+                retired=parent.retired,
+                slots=parent.slots,
+                armed=parent.armed,
+            )
+        else:
+            # fork: a copy of the parent's memory, int3 bytes and slots included
+            mem = kernel.ProcMem.open(pid)
+            sites = {
+                a: dataclasses.replace(site, probes=list(site.probes)) for a, site in parent.sites.items()
+            }
+            proc = Process(
+                pid=pid,
+                mem=mem,
+                xol=parent.xol.copy_for(mem),
+                sites=sites,
+                retired=dict(parent.retired),
+                slots={s.slot: s for s in sites.values()},
+                armed={p: list(a) for p, a in parent.armed.items()},
+            )
+        proc.rdv, proc.rstate, proc.relocated = parent.rdv, parent.rstate, parent.relocated
+        proc.modules_seen = set(parent.modules_seen)
+        proc.space = parent.space
+        self.procs[pid] = proc
+        self._resume(self._add_thread(proc, pid))
+
+    def _release_child(self, pid: int, parent: Process, shares_memory: bool) -> None:
         """A child of a traced process, not followed: take utrace's int3 bytes out and let it go.
 
         A fork child has a copy of the parent's memory: restore its bytes before it runs anything. A
@@ -1051,8 +1094,11 @@ class Tracer:
                         addrs.remove(addr)
                     if not addrs:
                         proc.armed.pop(probe, None)
-                        probe.pending_said = False
-                        self.output.message(f"probe {probe.name} disarmed: its library was unloaded")
+                        probe.pending_said = True  # this message says it: no "pending" note after it
+                        self.output.message(
+                            f"probe {probe.name} disarmed: its library was unloaded (pending until it is "
+                            "loaded again)"
+                        )
         proc.modules_seen = {(m.path, m.bias) for m in space.modules}
 
     def _thread_gone(self, thread: Thread, status: int) -> None:
@@ -1094,7 +1140,8 @@ class Tracer:
                 pass
         for thread in proc.threads.values():
             self._release_thread(thread)
-        proc.mem.close()
+        if proc.mem.pid == proc.pid:  # a vfork child's is its parent's
+            proc.mem.close()
 
     def _settle(self, thread: Thread) -> None:
         """Wait for an interrupted thread's stop and undo whatever utrace had it in the middle of."""
@@ -1143,7 +1190,21 @@ class Tracer:
                 thread.stepping = None
             kernel.ptrace_detach(thread.tid, sig)
         except ProcessLookupError:
-            pass
+            # It is exiting (the program ended while we let go): a traced thread that dies stays a
+            # zombie until its tracer reaps it, and its thread group cannot be reaped before that.
+            self._reap(thread.tid)
+
+    @staticmethod
+    def _reap(tid: int) -> None:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                pid, status = kernel.waitpid(tid, kernel.WALL | kernel.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == tid and not kernel.WIFSTOPPED(status):
+                return
+            time.sleep(0.001)
 
     def _wait_untraced_exit(self) -> Optional[int]:
         """After detaching from a launched target: it is still our child, so wait for its end."""

@@ -25,11 +25,16 @@ AREA_SIZE = 64 * 1024
 REACH = 2**31 - AREA_SIZE - 1
 PAGE = 4096
 
-# The fixed stubs at the start of every area.
+# The fixed header of every area: stubs, then a magic and the allocation mark, so that a later
+# utrace session attaching to the same process finds and reuses the areas of earlier ones (they
+# stay mapped after a detach: a thread or a saved signal frame may still point into a slot).
 STUB_SYSCALL = 0  # 0f 05     syscall
 STUB_CALL_TRAP = 8  # cc      int3 (end of an injected call)
 STUB_RET_TRAMPOLINE = 16  # cc  int3 (return probes)
-STUBS = b"\x0f\x05" + b"\xcc" * 14 + b"\xcc" * 16
+MAGIC_AT = 24
+MAGIC = b"utrace\x00\x01"
+USED_AT = 32  # u64: bytes of the area handed out so far
+STUBS = b"\x0f\x05" + b"\xcc" * 14 + b"\xcc" * 8 + MAGIC
 FIRST_SLOT = 64
 
 
@@ -77,6 +82,10 @@ class Xol:
             raise TargetError("found no syscall instruction in the process to map utrace's code area with")
         return self.bootstrap_syscall
 
+    def copy_for(self, mem: kernel.ProcMem) -> Xol:
+        """The areas as a fork child inherits them (same addresses, its own copy of the memory)."""
+        return Xol(mem, [XolArea(a.start, a.size, a.used) for a in self.areas], self.bootstrap_syscall)
+
     def is_xol(self, addr: int) -> bool:
         return any(a.start <= addr < a.end for a in self.areas)
 
@@ -84,13 +93,33 @@ class Xol:
         """A fresh SLOT_SIZE-byte slot within reach of [lo, hi); maps a new area with ``map_area(hint)``."""
         for area in self.areas:
             if area.used + SLOT_SIZE <= area.size and area.reaches(lo, hi):
-                slot = area.start + area.used
-                area.used += SLOT_SIZE
-                return slot
-        area = self._map_near(lo, hi, map_area)
+                return self._take(area)
+        return self._take(self._map_near(lo, hi, map_area))
+
+    def _take(self, area: XolArea) -> int:
         slot = area.start + area.used
         area.used += SLOT_SIZE
+        self.mem.write(area.start + USED_AT, area.used.to_bytes(8, "little"))
         return slot
+
+    def adopt(self, pid: int) -> None:
+        """Take over the areas an earlier utrace session left in this process (attach)."""
+        with open(f"/proc/{pid}/maps") as f:
+            lines = f.read().splitlines()
+        for line in lines:
+            parts = line.split()
+            if len(parts) != 5 or parts[1] != "r-xp":  # anonymous: no path
+                continue
+            start, end = (int(x, 16) for x in parts[0].split("-"))
+            if end - start != AREA_SIZE:
+                continue
+            try:
+                head = self.mem.read(start, USED_AT + 8)
+            except OSError:
+                continue
+            if head[: len(STUBS)] == STUBS:
+                used = int.from_bytes(head[USED_AT:], "little")
+                self.areas.append(XolArea(start, AREA_SIZE, max(used, FIRST_SLOT)))
 
     def ensure_area(self, lo: int, hi: int, map_area: Callable[[int], int]) -> None:
         if not self.areas:
@@ -103,7 +132,7 @@ class Xol:
                 continue
             area = XolArea(addr, AREA_SIZE)
             if not self.areas or area.reaches(lo, hi):
-                self.mem.write(addr, STUBS)
+                self.mem.write(addr, STUBS + FIRST_SLOT.to_bytes(8, "little"))
                 self.areas.append(area)
                 if area.reaches(lo, hi):
                     return area
@@ -119,7 +148,7 @@ def _hints_near(lo: int, hi: int) -> list[int]:
     up = (hi + 16 * PAGE + 0xFFFF) & ~0xFFFF
     down = (lo - AREA_SIZE - 16 * PAGE) & ~0xFFFF
     hints = []
-    for step in (0, 1 << 24, 1 << 26, 1 << 28, 1 << 30):
+    for step in (0, 1 << 20, 1 << 22, 1 << 24, 1 << 26, 1 << 28, 1 << 29, 1 << 30):
         hints.append(up + step)
         if down - step > 0x10000:
             hints.append(down - step)
