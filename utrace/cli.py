@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import signal
 import sys
@@ -10,7 +11,7 @@ from typing import IO, List, Optional, Sequence
 
 from .engine import Tracer
 from .errors import UsageError, UtraceError
-from .handlers import GetRegs, Handler, make_handler
+from .handlers import GetRegs, Handler, Plugin, make_handler
 from .output import Output
 
 EPILOG = """\
@@ -20,6 +21,9 @@ examples:
   utrace -o trace.txt work+4 -- ./app    an instruction inside work(), trace to a file
   utrace --regs 0x401136 -- ./app        every register at an absolute address
   utrace -p 1234 --duration 5 malloc     trace for five seconds, then detach
+  utrace -H STACKTRACE libc:free -- ./app           the stack at every free()
+  utrace -H GETDATA:arg2:64 libc:write -- ./app     64 bytes of every write() buffer
+  utrace --handler handlers/malloc_leaks.py -- ./app   allocations never freed, by stack
 """
 
 
@@ -48,11 +52,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "-H",
-        "--handler",
+        dest="handler",
         metavar="NAME[:ARGS]",
         action="append",
         default=[],
-        help="handler for every probe (default GETREGS); may be repeated",
+        help="handler for every probe: GETREGS (default), GETDATA:SRC:LEN, STACKTRACE[:DEPTH] or a "
+        "registered name; may be repeated",
+    )
+    p.add_argument(
+        "--handler",
+        metavar="PATH.py[:CLASS]",
+        dest="plugin",
+        help="run a handler plugin (e.g. handlers/malloc_leaks.py): it adds the probes it needs; "
+        "PROBEs given are passed to it",
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="a handler that raises makes utrace detach and exit 1 (default: the probe is disabled)",
     )
     p.add_argument("--regs", action="store_true", help="print every general-purpose register at each hit")
     p.add_argument("--duration", type=float, metavar="SECONDS", help="detach after SECONDS")
@@ -91,11 +108,12 @@ def run(argv: Sequence[str]) -> int:
         parser.error("give a command after '--' to launch, or -p PID to attach")
     if args.pid is not None and command:
         parser.error("-p PID and a command to launch cannot be combined")
-    if not args.probes:
+    if not args.probes and not args.plugin:
         parser.error("give at least one PROBE (e.g. malloc, libc:free, work+4, 0x401136)")
     if args.duration is not None and args.duration <= 0:
         parser.error("--duration takes a positive number of seconds")
-    handler_specs = make_handlers(args)  # usage errors before anything is started
+    plugin = load_plugin(args.plugin) if args.plugin else None  # usage errors before anything starts
+    handler_specs = [] if plugin else make_handlers(args)
     stream: Optional[IO[str]] = None
     if args.output:
         try:
@@ -103,27 +121,66 @@ def run(argv: Sequence[str]) -> int:
         except OSError as err:
             raise UsageError(f"cannot write the trace to {args.output}: {err.strerror}") from err
     output = Output(stream)
+    options = dict(
+        output=output, single_step=args.single_step, follow_forks=args.follow_forks, strict=args.strict
+    )
     if args.pid is not None:
-        tracer = Tracer.attach(
-            args.pid, output=output, single_step=args.single_step, follow_forks=args.follow_forks
-        )
+        tracer = Tracer.attach(args.pid, **options)
     else:
-        tracer = Tracer.launch(
-            command, output=output, single_step=args.single_step, follow_forks=args.follow_forks
-        )
+        tracer = Tracer.launch(command, **options)
     try:
-        for target in args.probes:
+        if plugin is not None:
+            plugin.attach_output(output)
+            plugin.install(tracer, args.probes)
+        for target in args.probes if plugin is None else ():
             for handler in handler_specs:
                 tracer.add_probe(target, handler)
     except BaseException:
         _abandon(tracer)
         raise
     status = tracer.run(duration=args.duration)
+    if plugin is not None:
+        plugin.finish()
+    output.flush()
     if stream is not None:
         stream.close()
+    if tracer.handler_failed:
+        return 1
     if args.pid is not None:
         return 0
     return status if status is not None else 0
+
+
+def load_plugin(spec: str) -> Plugin:
+    """``PATH.py[:CLASS]``: import the file and instantiate its Plugin class (the only one, or CLASS)."""
+    path, _, class_name = spec.partition(".py:")
+    path = path if path.endswith(".py") else path + ".py"
+    if not os.path.isfile(path):
+        raise UsageError(f"--handler {spec}: no such file {path}")
+    name = "utrace_plugin_" + os.path.basename(path)[:-3].replace("-", "_")
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    if module_spec is None or module_spec.loader is None:
+        raise UsageError(f"--handler {spec}: {path} is not a Python module")
+    module = importlib.util.module_from_spec(module_spec)
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as err:  # noqa: BLE001 - any error in the user's file is a usage error
+        raise UsageError(f"--handler {spec}: importing {path} failed: {type(err).__name__}: {err}") from err
+    found = [
+        obj for obj in vars(module).values()
+        if isinstance(obj, type) and issubclass(obj, Plugin) and obj is not Plugin and obj.__module__ == name
+    ]  # fmt: skip
+    if class_name:
+        found = [cls for cls in found if cls.__name__ == class_name]
+    if len(found) != 1:
+        names = ", ".join(cls.__name__ for cls in found) or "none"
+        raise UsageError(f"--handler {spec}: expected one utrace.Plugin class in {path} (found: {names})")
+    try:
+        return found[0]()
+    except UtraceError:
+        raise
+    except Exception as err:  # noqa: BLE001
+        raise UsageError(f"--handler {spec}: {found[0].__name__}() failed: {err}") from err
 
 
 def _abandon(tracer: Tracer) -> None:

@@ -38,6 +38,7 @@ from .kernel import user_regs_struct
 from .output import Output
 from .relocate import SLOT_SIZE, Relocation, instruction_boundaries, relocate
 from .symbols import AddressSpace, Location
+from .unwind import Unwinder
 from .xol import FIRST_SLOT, Xol, find_syscall_insn, inject_call, inject_syscall
 
 INT3 = b"\xcc"
@@ -69,6 +70,9 @@ class Probe:
     error: Optional[str] = None
     internal: bool = False  # utrace's own (the dynamic linker's r_brk): no output, not counted
     pending_said: bool = False  # the "pending" note was printed
+    ret: bool = False  # also a return probe: on_return runs when the probed function returns
+    returns: int = 0  # return handler calls
+    missed: int = 0  # returns not seen: nesting over the bound, longjmp, exceptions, detach
 
 
 @dataclass(eq=False)
@@ -103,6 +107,34 @@ class Process:
     relocated: bool = True  # ld.so has relocated the libraries (IFUNC resolvers can run)
     armed: Dict[Probe, List[int]] = field(default_factory=dict)  # probe -> its site addresses here
     modules_seen: set = field(default_factory=set)  # (path, bias) of modules already searched
+    _unwinder: Optional[Unwinder] = None
+
+    def site_of_slot(self, pc: int) -> Optional[Site]:
+        """The site whose slot holds ``pc`` (slots are SLOT_SIZE apart from FIRST_SLOT in each area)."""
+        for area in self.xol.areas:
+            if area.start + FIRST_SLOT <= pc < area.end:
+                base = area.start + FIRST_SLOT + (pc - area.start - FIRST_SLOT) // SLOT_SIZE * SLOT_SIZE
+                return self.slots.get(base)
+        return None
+
+    def unwinder(self, thread: Thread) -> Unwinder:
+        """An unwinder for ``thread``'s stack (one per address-space snapshot: its caches are per pc),
+        mapping slot addresses and return trampolines back to the program's own addresses."""
+        space = self.address_space()
+        if self._unwinder is None or self._unwinder.space is not space:
+            self._unwinder = Unwinder(space, self.mem)
+        tramp = self.xol.ret_trampoline if self.xol.areas else -1
+        returns = iter(reversed(thread.rstack))
+
+        def pc_map(pc: int) -> int:
+            if pc == tramp:
+                instance = next(returns, None)
+                return pc if instance is None else instance.orig_ret
+            site = self.site_of_slot(pc) if self.xol.is_xol(pc) else None
+            return pc if site is None else site.reloc.original_pc(pc, site.slot)
+
+        self._unwinder.pc_map = pc_map
+        return self._unwinder
 
     def address_space(self) -> AddressSpace:
         if self.space is None:
@@ -117,6 +149,18 @@ class Process:
 
 
 @dataclass(eq=False)
+class RetInstance:
+    """A call whose return address utrace replaced with the return trampoline."""
+
+    rsp: int  # where the return address lives: rsp at the probed function's entry
+    orig_ret: int  # the real return address
+    site: int  # the probed function's address
+    probes: List[Probe]
+    data: Dict[Probe, Dict[str, object]]  # what each probe's entry handler saved, for its return
+    t_entry: float
+
+
+@dataclass(eq=False)
 class Thread:
     tid: int
     process: Process
@@ -127,14 +171,24 @@ class Thread:
     group_stopped: bool = False
     # a signal held back while utrace had the thread busy, delivered on its next resume
     held: Optional[Tuple[int, kernel.siginfo_t]] = None
+    rstack: List[RetInstance] = field(default_factory=list)  # hijacked returns, innermost last
 
 
 class Tracer:
     """Traces one program (launched or attached) with probes; see ``launch`` and ``attach``."""
 
+    max_ret_depth = 256  # return instances per thread; deeper calls are counted as missed returns
+
     def __init__(
-        self, output: Optional[Output] = None, single_step: bool = False, follow_forks: bool = False
+        self,
+        output: Optional[Output] = None,
+        single_step: bool = False,
+        follow_forks: bool = False,
+        strict: bool = False,
     ) -> None:
+        self.strict = strict  # a handler that raises makes the tracer detach and fail
+        self.handler_failed = False
+        self._unwinder_probes: List[Probe] = []
         self.output = output if output is not None else Output()
         self.single_step = single_step
         self.follow_forks = follow_forks
@@ -154,7 +208,7 @@ class Tracer:
         self._detached = False
         # child processes announced by a fork/vfork/clone event (parent, shares memory), and those
         # whose first stop came before the event
-        self._new_children: Dict[int, Tuple[Process, bool]] = {}
+        self._new_children: Dict[int, Tuple[Thread, bool]] = {}
         self._early_children: set[int] = set()
         self._paused: Optional[Thread] = None  # the loop returns leaving this thread stopped
         self._startup = True  # a launched program that has not reached its first probe-arming stop
@@ -419,15 +473,25 @@ class Tracer:
         return thread
 
     # ------------------------------------------------------------------ probes
-    def add_probe(self, target: str, handler: Optional[Handler] = None, name: Optional[str] = None) -> Probe:
+    def add_probe(
+        self,
+        target: str,
+        handler: Optional[Handler] = None,
+        name: Optional[str] = None,
+        ret: bool = False,
+    ) -> Probe:
         """Insert a probe at ``target`` (SYMBOL, LIB:SYMBOL, SYMBOL+OFF, 0xADDR, PATH:0xOFF).
 
-        Callable before ``run`` and from inside a handler while the target runs.
+        ``ret=True`` also calls the handler's ``on_return`` when the function returns (the target must
+        be a function's entry), with ``event.data`` as the entry handler left it. Callable before
+        ``run`` and from inside a handler while the target runs.
         """
         if handler is None:
             handler = GetRegs()
         handler.attach_output(self.output)
-        probe = Probe(target=target, handler=handler, name=name or _probe_name(target))
+        probe = Probe(target=target, handler=handler, name=name or _probe_name(target), ret=ret)
+        if ret:
+            self._watch_unwinder()
         if not self.procs:
             raise ProcessGone(self.leader)
         for proc in list(self.procs.values()):
@@ -519,6 +583,11 @@ class Tracer:
     def _arm_at(self, proc: Process, probe: Probe, loc: Location) -> None:
         space = proc.address_space()
         address = loc.address
+        if probe.ret and loc.symbol is not None and loc.offset != 0:
+            raise UsageError(
+                f"return probe {probe.name}: {loc.describe()} is not a function's entry (a return probe "
+                "replaces the return address, which is at the stack top only there)"
+            )
         if loc.ifunc and not proc.relocated:
             raise _Deferred()
         thread = self._injector(proc)
@@ -769,6 +838,9 @@ class Tracer:
         if site is not None and (site.reloc.size > 1 or self._is_int3_trap(thread)):
             self._hit(thread, site)
             return
+        if thread.rstack and regs.rip - 1 == proc.xol.ret_trampoline:
+            self._on_return(thread)
+            return
         if proc.entry_trap is not None and regs.rip - 1 == proc.entry_trap[0]:
             self._at_entry(thread)
             return
@@ -792,11 +864,20 @@ class Tracer:
         regs = thread.regs
         regs.rip = site.addr  # handlers see the probed instruction's address, as with the kernel's uprobes
         if proc.follow:
+            instance: Optional[RetInstance] = None
             for probe in site.probes:
                 if probe.enabled:
                     if not probe.internal:
                         probe.hits += 1
-                    self._call_handler(probe, probe.handler.on_entry, Event(thread, probe, now, site.addr))
+                    event = Event(thread, probe, now, site.addr)
+                    if probe.ret:
+                        if instance is None:
+                            instance = RetInstance(regs.rsp, 0, site.addr, [], {}, now)
+                        instance.probes.append(probe)
+                        instance.data[probe] = event.data
+                    self._call_handler(probe, probe.handler.on_entry, event)
+            if instance is not None:
+                self._hijack_return(thread, instance)
             if regs.rip != site.addr:
                 # a handler moved the pc (e.g. to skip the function): go there, not through the slot
                 kernel.ptrace_setregs(thread.tid, regs)
@@ -810,6 +891,94 @@ class Tracer:
             return  # stays stopped, on its way into the slot, until run() resumes it
         self._resume(thread)
 
+    def _hijack_return(self, thread: Thread, instance: RetInstance) -> None:
+        """Replace the return address at [rsp] with the trampoline and remember the real one."""
+        alive = [p for p in instance.probes if p.enabled]
+        if not alive:
+            return
+        if len(thread.rstack) >= self.max_ret_depth:
+            for probe in alive:
+                probe.missed += 1
+            return
+        proc = thread.process
+        try:
+            instance.orig_ret = int.from_bytes(proc.mem.read(instance.rsp, 8), "little")
+            proc.mem.write(instance.rsp, proc.xol.ret_trampoline.to_bytes(8, "little"))
+        except OSError:
+            for probe in alive:
+                probe.missed += 1
+            return
+        instance.probes = alive
+        thread.rstack.append(instance)
+
+    def _pop_return(self, thread: Thread) -> Optional[RetInstance]:
+        """The instance this trampoline hit returns from. Instances deeper in the stack than where the
+        thread now is were skipped (longjmp, a stack switch): dropped, counted as missed."""
+        sp = thread.regs.rsp  # the ret popped the trampoline address: rsp = entry rsp + 8
+        while thread.rstack and thread.rstack[-1].rsp + 8 < sp:
+            for probe in thread.rstack.pop().probes:
+                probe.missed += 1
+        return thread.rstack.pop() if thread.rstack else None
+
+    def _on_return(self, thread: Thread) -> None:
+        instance = self._pop_return(thread)
+        regs = thread.regs
+        if instance is None:  # cannot happen unless the program jumped to the trampoline itself
+            self._on_signal(thread, signal.SIGTRAP)
+            return
+        regs.rip = instance.orig_ret
+        now = time.monotonic()
+        if thread.process.follow:
+            for probe in instance.probes:
+                if probe.enabled:
+                    probe.returns += 1
+                    event = Event(thread, probe, now, instance.site)
+                    event.data = instance.data[probe]
+                    event.retval = int(regs.rax)
+                    event.t_entry = instance.t_entry
+                    self._call_handler(probe, probe.handler.on_return, event)
+        kernel.ptrace_setregs(thread.tid, regs)
+        self._resume(thread)
+
+    def _restore_returns(self, thread: Thread, count_missed: bool = True) -> None:
+        """Put every hijacked return address of a thread back (detach, exceptions, a fork child)."""
+        proc = thread.process
+        if not thread.rstack or not proc.xol.areas:
+            thread.rstack.clear()
+            return
+        tramp = proc.xol.ret_trampoline.to_bytes(8, "little")
+        for instance in reversed(thread.rstack):
+            try:
+                if proc.mem.read(instance.rsp, 8) == tramp:
+                    proc.mem.write(instance.rsp, instance.orig_ret.to_bytes(8, "little"))
+            except OSError:
+                pass
+            if count_missed:
+                for probe in instance.probes:
+                    probe.missed += 1
+        thread.rstack.clear()
+
+    def _watch_unwinder(self) -> None:
+        """C++ exceptions unwind with libgcc_s, which cannot step through a frame whose return
+        address is the trampoline (no FDE for it: std::terminate). Probe its entry points and put the
+        real return addresses back on that thread's stack before it unwinds (design.md, option b);
+        those returns are counted as missed."""
+        if self._unwinder_probes:
+            return
+        for symbol in ("_Unwind_RaiseException", "_Unwind_Resume", "_Unwind_ForcedUnwind"):
+            probe = Probe(
+                target=f"libgcc_s.so.1:{symbol}",
+                handler=_UnwindEntry(self),
+                name=symbol,
+                internal=True,
+                pending_said=True,
+            )
+            self._unwinder_probes.append(probe)
+            self.probes.append(probe)
+            for proc in list(self.procs.values()):
+                if proc.follow:
+                    self._arm_or_pend(proc, probe, fatal=False)
+
     def _call_handler(self, probe: Probe, method: Callable[[Event], None], event: Event) -> None:
         try:
             method(event)
@@ -817,6 +986,10 @@ class Tracer:
             self._disable(probe, str(err))
         except Exception as err:  # noqa: BLE001 - a user handler's bug must not harm the target
             import traceback
+
+            if self.strict:
+                self.handler_failed = True
+                self._stop_requested = True
 
             self.output.message(
                 f"handler of probe {probe.name} raised; probe disabled:\n"
@@ -859,19 +1032,12 @@ class Tracer:
     def _fixup_fault(self, thread: Thread) -> None:
         proc = thread.process
         regs = kernel.ptrace_getregs(thread.tid, thread.regs)
-        site = self._site_of_slot(proc, regs.rip)
+        site = proc.site_of_slot(regs.rip)
         if site is None:
             return
         thread.stepping = None
         if site.reloc.fault_fixup(regs, site.slot, proc.mem):
             kernel.ptrace_setregs(thread.tid, regs)
-
-    def _site_of_slot(self, proc: Process, pc: int) -> Optional[Site]:
-        for area in proc.xol.areas:
-            if area.start + FIRST_SLOT <= pc < area.end:
-                base = area.start + FIRST_SLOT + (pc - area.start - FIRST_SLOT) // SLOT_SIZE * SLOT_SIZE
-                return proc.slots.get(base)
-        return None
 
     def _hold(self, thread: Thread, sig: int) -> None:
         self._hold_info(thread.tid, sig, kernel.ptrace_getsiginfo(thread.tid))
@@ -923,9 +1089,9 @@ class Tracer:
         shares = event != kernel.PTRACE_EVENT_FORK
         if child in self._early_children:
             self._early_children.discard(child)
-            self._take_child(child, parent.process, shares)
+            self._take_child(child, parent, shares)
         else:
-            self._new_children[child] = (parent.process, shares)
+            self._new_children[child] = (parent, shares)
 
     def _adopt(self, tid: int) -> Optional[Thread]:
         """A stop from a thread we have not seen: a new thread of a traced process, or a child
@@ -941,10 +1107,11 @@ class Tracer:
         self._take_child(tid, announced[0], announced[1])
         return None
 
-    def _take_child(self, pid: int, parent: Process, shares_memory: bool) -> None:
+    def _take_child(self, pid: int, forker: Thread, shares_memory: bool) -> None:
         """A new child process, stopped at its first stop: follow it (-f) or release it."""
+        parent = forker.process
         if not self.follow_forks or not parent.follow:
-            self._release_child(pid, parent, shares_memory)
+            self._release_child(pid, forker, shares_memory)
             return
         if shares_memory:
             # vfork/posix_spawn/CLONE_VM: one address space, so the very same sites and areas
@@ -976,15 +1143,20 @@ class Tracer:
         proc.modules_seen = set(parent.modules_seen)
         proc.space = parent.space
         self.procs[pid] = proc
-        self._resume(self._add_thread(proc, pid))
+        child = self._add_thread(proc, pid)
+        if not shares_memory:
+            # the child runs on a copy of the forking thread's stack, hijacked returns included
+            child.rstack = [dataclasses.replace(i, probes=list(i.probes)) for i in forker.rstack]
+        self._resume(child)
 
-    def _release_child(self, pid: int, parent: Process, shares_memory: bool) -> None:
+    def _release_child(self, pid: int, forker: Thread, shares_memory: bool) -> None:
         """A child of a traced process, not followed: take utrace's int3 bytes out and let it go.
 
         A fork child has a copy of the parent's memory: restore its bytes before it runs anything. A
         vfork child shares the parent's memory, so the bytes must stay; it stays traced, silently
         (its hits run through the slots without handlers), until it execs or exits.
         """
+        parent = forker.process
         if shares_memory:
             proc = Process(
                 pid=pid,
@@ -1004,6 +1176,13 @@ class Tracer:
             try:
                 for site in parent.sites.values():
                     mem.write(site.addr, site.orig[:1])
+                if forker.rstack:
+                    # its copy of the forking thread's stack holds trampoline addresses: put the real
+                    # return addresses back, or its returns would hit an int3 nobody handles
+                    tramp = parent.xol.ret_trampoline.to_bytes(8, "little") if parent.xol.areas else b""
+                    for instance in forker.rstack:
+                        if mem.read(instance.rsp, 8) == tramp:
+                            mem.write(instance.rsp, instance.orig_ret.to_bytes(8, "little"))
             finally:
                 mem.close()
             kernel.ptrace_detach(pid)
@@ -1037,6 +1216,7 @@ class Tracer:
         proc.rdv = None
         thread.comm = kernel.comm_of(thread.tid)
         thread.stepping = None
+        thread.rstack.clear()
         self._after_exec(thread)
         self._resume(thread)
 
@@ -1139,6 +1319,7 @@ class Tracer:
             except OSError:
                 pass
         for thread in proc.threads.values():
+            self._restore_returns(thread)
             self._release_thread(thread)
         if proc.mem.pid == proc.pid:  # a vfork child's is its parent's
             proc.mem.close()
@@ -1165,6 +1346,15 @@ class Tracer:
             regs = kernel.ptrace_getregs(thread.tid, thread.regs)
             if sig == signal.SIGTRAP and thread.stepping is not None:
                 self._finish_step(thread)
+                continue
+            if sig == signal.SIGTRAP and thread.rstack and regs.rip - 1 == proc.xol.ret_trampoline:
+                instance = self._pop_return(thread)  # returning: finish the return, without handlers
+                if instance is not None:
+                    for probe in instance.probes:
+                        probe.missed += 1
+                    regs.rip = instance.orig_ret
+                    kernel.ptrace_setregs(thread.tid, regs)
+                kernel.ptrace_cont(thread.tid)
                 continue
             if sig == signal.SIGTRAP and (regs.rip - 1 in proc.sites or regs.rip - 1 in proc.retired):
                 # stopped on one of our int3: the hit is dropped; the original instruction runs in
@@ -1238,6 +1428,16 @@ class _LinkerEvents(Handler):
 
     def on_entry(self, event: Event) -> None:
         self.tracer._on_linker_event(event.thread)
+
+
+class _UnwindEntry(Handler):
+    """utrace's own probe on libgcc_s's unwinder entry points."""
+
+    def __init__(self, tracer: Tracer) -> None:
+        self.tracer = tracer
+
+    def on_entry(self, event: Event) -> None:
+        self.tracer._restore_returns(event.thread)
 
 
 def _is_bare_symbol(target: str) -> bool:

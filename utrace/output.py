@@ -33,10 +33,14 @@ class Output:
             self.pending = True
 
     def event_line(self, event: Event, fields: str) -> None:
-        """``COMM-TID SECONDS: EVENT: (LOCATION) FIELDS``, the kernel probe tracer's layout."""
+        """``COMM-TID SECONDS: EVENT: (LOCATION) FIELDS``, the kernel probe tracer's layout; for a
+        return, the location is ``(CALLER <- FUNCTION)``."""
+        where = event.probe.where
+        if event.is_return:
+            caller = event.thread.process.address_space().describe(event.regs.rip)
+            where = f"{caller} <- {where.rsplit('+', 1)[0]}"
         self.line(
-            f"{event.comm}-{event.tid} {event.timestamp - self.t0:.6f}: "
-            f"{event.probe.name}: ({event.probe.where}) {fields}"
+            f"{event.comm}-{event.tid} {event.timestamp - self.t0:.6f}: {event.probe.name}: ({where}) {fields}"
         )
 
     def message(self, text: str) -> None:
