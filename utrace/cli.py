@@ -12,11 +12,13 @@ from typing import IO, List, Optional, Sequence
 from .engine import Tracer
 from .errors import UsageError, UtraceError
 from .handlers import GetRegs, Handler, Plugin, make_handler
+from .libcalls import LibraryCalls
 from .output import Output
 
 EPILOG = """\
 examples:
   utrace malloc -- ls /                  every malloc call of ls, with its arguments
+  utrace -- ls /                         every call ls makes into its libraries (like ltrace)
   utrace -p 1234 libc:free               attach to a running process; Ctrl-C detaches
   utrace -o trace.txt work+4 -- ./app    an instruction inside work(), trace to a file
   utrace --regs 0x401136 -- ./app        every register at an absolute address
@@ -30,7 +32,7 @@ examples:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="utrace",
-        usage="utrace [OPTIONS] PROBE... -- COMMAND [ARGS...]\n       utrace [OPTIONS] -p PID PROBE...",
+        usage="utrace [OPTIONS] [PROBE...] -- COMMAND [ARGS...]\n       utrace [OPTIONS] -p PID [PROBE...]",
         description="Dynamic tracer for Linux x86-64 programs: probes at symbols, addresses and offsets, "
         "one ptrace stop per hit, no root or kernel support needed.",
         epilog=EPILOG,
@@ -72,6 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="a handler that raises makes utrace detach and exit 1 (default: the probe is disabled)",
     )
     p.add_argument("--regs", action="store_true", help="print every general-purpose register at each hit")
+    p.add_argument(
+        "-e",
+        dest="calls_filter",
+        metavar="PATTERN",
+        action="append",
+        default=[],
+        help="with no PROBE: only the library calls matching these globs (comma-separated; "
+        "-GLOB excludes), e.g. -e 'mem*,str*' -e -strlen",
+    )
     p.add_argument("--duration", type=float, metavar="SECONDS", help="detach after SECONDS")
     p.add_argument(
         "--single-step",
@@ -108,11 +119,14 @@ def run(argv: Sequence[str]) -> int:
         parser.error("give a command after '--' to launch, or -p PID to attach")
     if args.pid is not None and command:
         parser.error("-p PID and a command to launch cannot be combined")
-    if not args.probes and not args.plugin:
-        parser.error("give at least one PROBE (e.g. malloc, libc:free, work+4, 0x401136)")
+    if args.calls_filter and (args.probes or args.plugin):
+        parser.error("-e selects library calls when no PROBE is given; it cannot be combined with probes")
     if args.duration is not None and args.duration <= 0:
         parser.error("--duration takes a positive number of seconds")
-    plugin = load_plugin(args.plugin) if args.plugin else None  # usage errors before anything starts
+    # usage errors before anything starts
+    plugin: Optional[Plugin] = load_plugin(args.plugin) if args.plugin else None
+    if plugin is None and not args.probes:
+        plugin = LibraryCalls(args.calls_filter)  # no probe: the ltrace default
     handler_specs = [] if plugin else make_handlers(args)
     stream: Optional[IO[str]] = None
     if args.output:

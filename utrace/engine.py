@@ -870,12 +870,12 @@ class Tracer:
                     if not probe.internal:
                         probe.hits += 1
                     event = Event(thread, probe, now, site.addr)
-                    if probe.ret:
+                    self._call_handler(probe, probe.handler.on_entry, event)
+                    if probe.ret and event.want_return:
                         if instance is None:
                             instance = RetInstance(regs.rsp, 0, site.addr, [], {}, now)
                         instance.probes.append(probe)
                         instance.data[probe] = event.data
-                    self._call_handler(probe, probe.handler.on_entry, event)
             if instance is not None:
                 self._hijack_return(thread, instance)
             if regs.rip != site.addr:

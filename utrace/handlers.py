@@ -32,7 +32,7 @@ REG_ALIASES.update({"di": "rdi", "si": "rsi", "dx": "rdx", "cx": "rcx", "ax": "r
 class Event:
     """One probe hit (entry) or one return of a return-probed function, seen from a handler."""
 
-    __slots__ = ("thread", "probe", "timestamp", "address", "data", "retval", "t_entry")
+    __slots__ = ("thread", "probe", "timestamp", "address", "data", "retval", "t_entry", "want_return")
 
     def __init__(self, thread: Thread, probe: Probe, timestamp: float, address: int) -> None:
         self.thread = thread
@@ -42,6 +42,7 @@ class Event:
         self.data: Dict[str, Any] = {}  # saved at entry, handed to the return handler
         self.retval: Optional[int] = None  # return events: rax as the function returned it
         self.t_entry: Optional[float] = None  # return events: the entry's timestamp
+        self.want_return = True  # an entry handler of a return probe may set False: no return event
 
     @property
     def pid(self) -> int:

@@ -447,6 +447,23 @@ class ElfFile:
         """Every defined symbol (.dynsym merged with .symtab or the debug file's .symtab)."""
         return list(self._symbols)
 
+    def imported_functions(self) -> list[str]:
+        """Names of the functions this file imports: undefined .dynsym entries of type FUNC (or NOTYPE,
+        which some linkers emit for calls), in table order, without duplicates."""
+        dynsym = self._section_of_type("SHT_DYNSYM")
+        if dynsym is None:
+            return []
+        names: list[str] = []
+        with _elf_errors(self.path):
+            strtab = self.elf.get_section(dynsym["sh_link"]).data()
+            for name_off, _value, _size, info, _other, shndx in self._raw_symbols(dynsym):
+                if shndx != SHN_UNDEF or STT_NAMES.get(info & 0xF) not in ("FUNC", "NOTYPE"):
+                    continue
+                name = _split_version(_cstr(strtab, name_off))[0]
+                if name and name not in names:
+                    names.append(name)
+        return names
+
     @functools.cached_property
     def _by_name(self) -> dict[str, list[Symbol]]:
         index: dict[str, list[Symbol]] = {}

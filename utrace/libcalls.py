@@ -1,0 +1,78 @@
+"""``utrace -- ./app`` with no probe: the calls the executable makes into shared libraries, as
+ltrace shows them by default, one line per call: ``name(arg1, arg2, arg3) = retval``.
+
+ltrace puts its breakpoints on the executable's PLT entries, so it sees nothing in binaries linked
+with ``-z now`` (no lazy PLT to trap) or with IBT PLTs (``.plt.sec``). utrace instead probes each
+imported function at its definition in the library that provides it, and keeps a hit only when the
+return address lies in the executable, which is true for exactly the calls the executable makes,
+however it reaches the function (PLT, GOT call, function pointer).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from typing import TYPE_CHECKING, List, Sequence
+
+from .errors import UsageError, UtraceError
+from .handlers import Event, Plugin
+
+if TYPE_CHECKING:
+    from .engine import Tracer
+
+
+def select(names: Sequence[str], patterns: Sequence[str]) -> List[str]:
+    """``-e`` filters: comma-separated globs; ``-GLOB`` excludes. With no positive glob, every name
+    is selected before the exclusions apply."""
+    include: List[str] = []
+    exclude: List[str] = []
+    for spec in patterns:
+        for part in spec.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            if part.startswith("-"):
+                exclude.append(part[1:])
+            else:
+                include.append(part.lstrip("+"))
+    chosen = [n for n in names if not include or any(fnmatch.fnmatchcase(n, g) for g in include)]
+    return [n for n in chosen if not any(fnmatch.fnmatchcase(n, g) for g in exclude)]
+
+
+class LibraryCalls(Plugin):
+    """Calls from the executable into its libraries, with three arguments and the return value."""
+
+    def __init__(self, patterns: Sequence[str] = ()) -> None:
+        self.patterns = list(patterns)
+        self.names: List[str] = []
+
+    def install(self, tracer: Tracer, targets: Sequence[str] = ()) -> None:
+        proc = tracer.procs[tracer.leader]
+        exe = proc.address_space().executable
+        if exe is None:
+            raise UsageError("cannot tell which file is the executable, so no library calls can be traced")
+        imported = exe.elf.imported_functions()
+        self.names = select(imported, self.patterns)
+        if not self.names:
+            raise UsageError(
+                f"-e {' '.join(self.patterns)} selects none of the {len(imported)} functions "
+                f"{exe.name} imports"
+            )
+        for name in self.names:
+            try:
+                tracer.add_probe(name, self, name=name, ret=True)
+            except UtraceError:
+                continue  # weak imports nothing defines (__gmon_start__), refused instructions
+
+    def on_entry(self, event: Event) -> None:
+        exe = event.thread.process.address_space().executable
+        ret = event.read_u64(event.regs.rsp)
+        if exe is None or not exe.contains(ret):
+            event.want_return = False  # a call from inside a library: not the executable's
+            return
+        regs = event.regs
+        event.data["args"] = (regs.rdi, regs.rsi, regs.rdx)
+
+    def on_return(self, event: Event) -> None:
+        a, b, c = event.data["args"]
+        value = event.retval or 0
+        self.output.line(f"{event.probe.name}({a:#x}, {b:#x}, {c:#x}) = {value:#x}")
