@@ -285,7 +285,8 @@ def test_bad_pid(utrace_cli):
 
 
 def test_usage_errors_exit_2(utrace_cli):
-    assert utrace_cli("malloc").returncode == 2
-    assert utrace_cli("--", "true").returncode == 2
+    assert utrace_cli("malloc").returncode == 2  # neither a command nor -p
+    assert utrace_cli().returncode == 2
+    assert utrace_cli("-p", "1", "malloc", "--", "true").returncode == 2
     res = utrace_cli("-H", "NOSUCH", "malloc", "--", "true")
     assert res.returncode == 2 and "NOSUCH" in res.stderr and "GETREGS" in res.stderr

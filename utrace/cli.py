@@ -90,6 +90,44 @@ def build_parser() -> argparse.ArgumentParser:
         help="run every displaced instruction by single-stepping its out-of-line copy (slower; "
         "for comparing with the default one-stop path)",
     )
+    fmt = p.add_argument_group("output formats")
+    fmt.add_argument("--json", action="store_true", help="one JSON object per event (keys in the README)")
+    fmt.add_argument(
+        "-c",
+        "--summary",
+        action="store_true",
+        help="a summary at the end instead of events: count, and total/min/avg/max duration of "
+        "return-probed calls",
+    )
+    fmt.add_argument(
+        "--hist", metavar="NAME", help="a log2 histogram per event of a fetched value or $duration"
+    )
+    fmt.add_argument(
+        "--format",
+        choices=["text", "json", "chrome"],
+        default=None,
+        help="chrome: a Chrome trace-event JSON file (opens in Perfetto) written at the end",
+    )
+    fmt.add_argument(
+        "--folded",
+        action="store_true",
+        help="with -H STACKTRACE: collapsed stacks with counts, for flame graph tools",
+    )
+    fmt.add_argument(
+        "-t",
+        dest="time_mode",
+        action="store_const",
+        const="absolute",
+        default="start",
+        help="absolute timestamps (seconds since the epoch)",
+    )
+    fmt.add_argument(
+        "-r",
+        dest="time_mode",
+        action="store_const",
+        const="delta",
+        help="timestamps relative to the previous event",
+    )
     p.add_argument("--traceback", action="store_true", help="show Python tracebacks for errors (debugging)")
     return p
 
@@ -101,6 +139,17 @@ def split_command(argv: Sequence[str]) -> tuple[List[str], List[str]]:
         i = argv.index("--")
         return argv[:i], argv[i + 1 :]
     return argv, []
+
+
+def output_format(args: argparse.Namespace) -> str:
+    chosen = [name for name, on in (("json", args.json or args.format == "json"), ("summary", args.summary),
+                                     ("hist", bool(args.hist)), ("chrome", args.format == "chrome"),
+                                     ("folded", args.folded)) if on]  # fmt: skip
+    if len(chosen) > 1:
+        raise UsageError(f"choose one output format, not {' and '.join(chosen)}")
+    if args.folded and not any(spec.upper().startswith("STACKTRACE") for spec in args.handler):
+        raise UsageError("--folded needs stacks: add -H STACKTRACE")
+    return chosen[0] if chosen else "text"
 
 
 def make_handlers(args: argparse.Namespace) -> List[Handler]:
@@ -134,7 +183,7 @@ def run(argv: Sequence[str]) -> int:
             stream = open(args.output, "w", buffering=1 << 16)
         except OSError as err:
             raise UsageError(f"cannot write the trace to {args.output}: {err.strerror}") from err
-    output = Output(stream)
+    output = Output(stream, fmt=output_format(args), time_mode=args.time_mode, hist=args.hist)
     options = dict(
         output=output, single_step=args.single_step, follow_forks=args.follow_forks, strict=args.strict
     )
@@ -155,7 +204,7 @@ def run(argv: Sequence[str]) -> int:
     status = tracer.run(duration=args.duration)
     if plugin is not None:
         plugin.finish()
-    output.flush()
+    output.finish()
     if stream is not None:
         stream.close()
     if tracer.handler_failed:

@@ -166,16 +166,14 @@ class GetRegs(Handler):
     def on_entry(self, event: Event) -> None:
         regs = event.thread.regs
         if self.all_regs:
-            fields = " ".join(f"{r}={getattr(regs, r):#x}" for r in GP_REGS)
+            values = [(r, int(getattr(regs, r))) for r in GP_REGS]
         else:
-            fields = (
-                f"arg1={regs.rdi:#x} arg2={regs.rsi:#x} arg3={regs.rdx:#x} "
-                f"arg4={regs.rcx:#x} arg5={regs.r8:#x} arg6={regs.r9:#x}"
-            )
-        self.output.event_line(event, fields)
+            values = [(f"arg{i + 1}", int(getattr(regs, r))) for i, r in enumerate(ARG_REGS)]
+        self.output.emit(self.output.record(event, [(name, v, f"{v:#x}") for name, v in values]))
 
     def on_return(self, event: Event) -> None:
-        self.output.event_line(event, f"retval={event.retval or 0:#x}")
+        value = event.retval or 0
+        self.output.emit(self.output.record(event, [("retval", value, f"{value:#x}")]))
 
 
 _SOURCE = re.compile(
@@ -224,14 +222,23 @@ class GetData(Handler):
 
     def on_entry(self, event: Event) -> None:
         addr = self.fetch(event)
+        out = self.output
         if self.string:
-            text = escape(event.read_string(addr, self.length))
-            self.output.event_line(event, f'{self.source}={addr:#x} "{text}"')
+            raw = event.read_string(addr, self.length)
+            fields = [
+                (self.source, addr, f"{addr:#x}"),
+                ("string", raw.decode("utf-8", "replace"), f'"{escape(raw)}"'),
+            ]
+            out.emit(out.record(event, fields))
             return
         data = event.thread.process.mem.read_upto(addr, self.length)
-        lines = [f"{self.source}={addr:#x} len={len(data)}"]
-        lines += hexdump(data, addr)
-        self.output.event_line(event, "\n".join(lines))
+        dump = "\n".join(["", *hexdump(data, addr)])
+        fields = [
+            (self.source, addr, f"{addr:#x}"),
+            ("len", len(data), str(len(data))),
+            ("data", data.hex(), dump),
+        ]
+        out.emit(out.record(event, fields))
 
 
 def escape(data: bytes) -> str:
@@ -276,10 +283,9 @@ class StackTrace(Handler):
             raise UsageError("STACKTRACE depth must be at least 1")
 
     def on_entry(self, event: Event) -> None:
-        frames = event.stack(self.depth)
-        self.output.event_line(
-            event, "\n".join(["stack:", *("  " + f.format(i) for i, f in enumerate(frames))])
-        )
+        self.output.emit(self.output.record(event, [], stack=event.stack(self.depth)))
+
+    on_return = on_entry
 
 
 _REGISTRY: Dict[str, Callable[..., Handler]] = {
