@@ -52,6 +52,7 @@ TRACE_OPTIONS = (
 STOP_SIGNALS = (signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
 FAULT_SIGNALS = (signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGTRAP)
 DETACH_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+SIGTRAP = signal.SIGTRAP.value
 FLUSH_INTERVAL = 0.2  # seconds a trace line may wait in the buffer when the output is not a terminal
 TICK = 0.05  # period of the SIGALRM that wakes the event loop while a flush or a deadline is pending
 
@@ -775,6 +776,8 @@ class Tracer:
         one-shot timer could fire just before waitpid starts and be lost); when there is nothing to
         do none is armed, so a traced program that sleeps costs utrace no CPU.
         """
+        if self._deadline is None and self._flush_at is None and not self.output.pending and not self._ticking:
+            return  # the common case on the hot path: nothing to do
         now = time.monotonic()
         if self._flush_at is not None and now >= self._flush_at:
             self._flush_at = None
@@ -799,15 +802,15 @@ class Tracer:
             if thread is None:
                 return
         thread.running = False
-        if not kernel.WIFSTOPPED(status):
+        if status & 0xFF != 0x7F:  # not WIFSTOPPED: exited or killed
             self._thread_gone(thread, status)
             return
-        sig = kernel.WSTOPSIG(status)
-        event = kernel.WPTRACEEVENT(status)
+        sig = (status >> 8) & 0xFF
+        event = status >> 16
         self._current = thread
         try:
             if event == 0:
-                if sig == signal.SIGTRAP:
+                if sig == SIGTRAP:
                     self._on_trap(thread)
                 else:
                     self._on_signal(thread, sig)

@@ -213,7 +213,8 @@ def ptrace_listen(pid: int) -> None:
 
 
 def ptrace_cont(pid: int, sig: int = 0) -> None:
-    ptrace(PTRACE_CONT, pid, 0, sig)
+    if _ptrace(PTRACE_CONT, pid, None, sig) == -1:
+        _raise_errno("ptrace CONT", pid)
 
 
 def ptrace_singlestep(pid: int, sig: int = 0) -> None:
@@ -236,12 +237,14 @@ def ptrace_geteventmsg(pid: int) -> int:
 
 def ptrace_getregs(pid: int, regs: user_regs_struct) -> user_regs_struct:
     """Fill ``regs`` in place (callers keep one struct per thread: no allocation per hit)."""
-    ptrace(PTRACE_GETREGS, pid, 0, ctypes.addressof(regs))
+    if _ptrace(PTRACE_GETREGS, pid, None, ctypes.addressof(regs)) == -1:
+        _raise_errno("ptrace GETREGS", pid)
     return regs
 
 
 def ptrace_setregs(pid: int, regs: user_regs_struct) -> None:
-    ptrace(PTRACE_SETREGS, pid, 0, ctypes.addressof(regs))
+    if _ptrace(PTRACE_SETREGS, pid, None, ctypes.addressof(regs)) == -1:
+        _raise_errno("ptrace SETREGS", pid)
 
 
 def ptrace_getfpregs(pid: int) -> user_fpregs_struct:
@@ -266,20 +269,23 @@ def ptrace_get_syscall_info(pid: int, info: ptrace_syscall_info) -> ptrace_sysca
     return info
 
 
+_wait_status = ctypes.c_int()
+_wait_status_ref = ctypes.byref(_wait_status)
+
+
 def waitpid(pid: int, options: int) -> tuple[int, int]:
     """waitpid(2) that returns EINTR to the caller instead of retrying (os.waitpid retries, PEP 475).
 
     The event loop relies on that: a SIGINT/SIGTERM handler only sets a flag, and the interrupted
     wait returns (0, 0) so the loop can look at the flag.
     """
-    status = ctypes.c_int()
-    res = _waitpid(pid, ctypes.byref(status), options)
+    res = _waitpid(pid, _wait_status_ref, options)  # one status buffer: the tracer is one thread
     if res == -1:
         err = ctypes.get_errno()
         if err == errno.EINTR:
             return 0, 0
         raise OSError(err, os.strerror(err))
-    return int(res), int(status.value)
+    return int(res), int(_wait_status.value)
 
 
 PR_SET_DUMPABLE = 4
