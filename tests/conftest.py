@@ -27,6 +27,14 @@ SAMPLE_BUILDS: dict[str, tuple[list[str], list[str]]] = {
     "signals": (["signals.c"], ["-O1", "-g"]),
     "dl_main": (["dl_main.c"], ["-O1", "-g", "-ldl"]),
     "libplugin.so": (["dl_plugin.c"], ["-O1", "-g", "-shared", "-fPIC"]),
+    "sys_files": (["sys_files.c"], ["-O1", "-g"]),
+    "sys_net": (["sys_net.c"], ["-O1", "-g"]),
+    "sys_proc": (["sys_proc.c"], ["-O1", "-g"]),
+    # handlers/ plugins (tests/test_plugins.py); -O0 keeps plug_leaky's malloc/free pairs as written
+    "plug_leaky": (["plug_leaky.c"], ["-O0", "-g"]),
+    "plug_latency": (["plug_latency.c"], ["-O1", "-g"]),
+    "plug_files": (["plug_files.c"], ["-O1", "-g"]),
+    "lang_fetch": (["lang_fetch.c"], ["-O1", "-g"]),
     # the unwinder's stacks: no frame pointers, a lazily bound classic PLT (no IBT .plt.sec)
     "unwind_deep": (
         ["unwind_deep.c"],

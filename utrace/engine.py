@@ -776,7 +776,8 @@ class Tracer:
         one-shot timer could fire just before waitpid starts and be lost); when there is nothing to
         do none is armed, so a traced program that sleeps costs utrace no CPU.
         """
-        if self._deadline is None and self._flush_at is None and not self.output.pending and not self._ticking:
+        idle = self._deadline is None and self._flush_at is None and not self._ticking
+        if idle and not self.output.pending:
             return  # the common case on the hot path: nothing to do
         now = time.monotonic()
         if self._flush_at is not None and now >= self._flush_at:
