@@ -13,6 +13,8 @@ from .engine import Tracer
 from .errors import UsageError, UtraceError
 from .handlers import GetRegs, Handler, Plugin, make_handler
 from .libcalls import LibraryCalls
+from .syscalls import parse_syscall_set
+from .systrace import SysOptions, parse_inject
 from .output import Output
 
 EPILOG = """\
@@ -90,6 +92,44 @@ def build_parser() -> argparse.ArgumentParser:
         help="run every displaced instruction by single-stepping its out-of-line copy (slower; "
         "for comparing with the default one-stop path)",
     )
+    sc = p.add_argument_group("system calls")
+    sc.add_argument("-S", dest="syscalls", action="store_const", const="all", help="trace every system call")
+    sc.add_argument(
+        "--syscalls",
+        dest="syscalls",
+        metavar="SET",
+        nargs="?",
+        const="all",
+        help="trace these system calls: names and classes (%%file %%network %%process %%memory "
+        "%%signal %%desc ...), ! to negate, as strace -e trace=",
+    )
+    sc.add_argument(
+        "--raw-syscalls",
+        action="store_true",
+        help="print the raw record stream (entry, copy from/to user, exit)",
+    )
+    sc.add_argument(
+        "-s",
+        dest="strsize",
+        type=int,
+        default=32,
+        metavar="SIZE",
+        help="string and data bytes shown per argument (default 32)",
+    )
+    sc.add_argument("-y", dest="decode_fds", action="store_true", help="show file descriptor paths")
+    sc.add_argument(
+        "--syscall-status",
+        choices=["failed", "all"],
+        default="all",
+        help="failed: only calls that returned an error",
+    )
+    sc.add_argument(
+        "--inject",
+        action="append",
+        default=[],
+        metavar="SET:error=E|retval=N[:when=...]",
+        help="tamper with calls as strace --inject: the call is NOT executed, the value is returned",
+    )
     fmt = p.add_argument_group("output formats")
     fmt.add_argument("--json", action="store_true", help="one JSON object per event (keys in the README)")
     fmt.add_argument(
@@ -141,6 +181,23 @@ def split_command(argv: Sequence[str]) -> tuple[List[str], List[str]]:
     return argv, []
 
 
+def syscall_options(args: argparse.Namespace) -> Optional[SysOptions]:
+    """The -S/--syscalls family, checked before the target starts (usage errors list the choices)."""
+    rules = [parse_inject(spec) for spec in args.inject]
+    if args.syscalls is None and not rules:
+        if args.raw_syscalls or args.decode_fds or args.syscall_status != "all":
+            raise UsageError("--raw-syscalls, -y and --syscall-status need -S or --syscalls=SET")
+        return None
+    numbers = None if args.syscalls in (None, "all") else parse_syscall_set(args.syscalls)
+    if numbers is not None and rules:
+        numbers = frozenset(numbers.union(*(r.numbers for r in rules)))
+    if args.strsize < 0:
+        raise UsageError("-s takes a non-negative number of bytes")
+    return SysOptions(numbers=numbers, strsize=args.strsize, raw=args.raw_syscalls, decode_fds=args.decode_fds,
+                      failed_only=args.syscall_status == "failed", inject=rules,
+                      quiet=args.syscalls is None)  # fmt: skip
+
+
 def output_format(args: argparse.Namespace) -> str:
     chosen = [name for name, on in (("json", args.json or args.format == "json"), ("summary", args.summary),
                                      ("hist", bool(args.hist)), ("chrome", args.format == "chrome"),
@@ -174,7 +231,8 @@ def run(argv: Sequence[str]) -> int:
         parser.error("--duration takes a positive number of seconds")
     # usage errors before anything starts
     plugin: Optional[Plugin] = load_plugin(args.plugin) if args.plugin else None
-    if plugin is None and not args.probes:
+    sys_options = syscall_options(args)
+    if plugin is None and not args.probes and sys_options is None:
         plugin = LibraryCalls(args.calls_filter)  # no probe: the ltrace default
     handler_specs = [] if plugin else make_handlers(args)
     stream: Optional[IO[str]] = None
@@ -185,7 +243,11 @@ def run(argv: Sequence[str]) -> int:
             raise UsageError(f"cannot write the trace to {args.output}: {err.strerror}") from err
     output = Output(stream, fmt=output_format(args), time_mode=args.time_mode, hist=args.hist)
     options = dict(
-        output=output, single_step=args.single_step, follow_forks=args.follow_forks, strict=args.strict
+        output=output,
+        single_step=args.single_step,
+        follow_forks=args.follow_forks,
+        strict=args.strict,
+        syscalls=sys_options,
     )
     if args.pid is not None:
         tracer = Tracer.attach(args.pid, **options)

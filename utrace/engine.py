@@ -38,6 +38,8 @@ from .kernel import user_regs_struct
 from .output import Output
 from .relocate import SLOT_SIZE, Relocation, instruction_boundaries, relocate
 from .symbols import AddressSpace, Location
+from .syscalls import SyscallRecord
+from .systrace import SyscallHandler, SyscallTracer, SysOptions, install_seccomp
 from .unwind import Unwinder
 from .xol import FIRST_SLOT, Xol, find_syscall_insn, inject_call, inject_syscall
 
@@ -173,6 +175,8 @@ class Thread:
     # a signal held back while utrace had the thread busy, delivered on its next resume
     held: Optional[Tuple[int, kernel.siginfo_t]] = None
     rstack: List[RetInstance] = field(default_factory=list)  # hijacked returns, innermost last
+    sys_rec: Optional[SyscallRecord] = None  # the system call this thread is inside (syscall tracing)
+    sys_inject: Optional[int] = None  # the result to give that call instead of running it
 
 
 class Tracer:
@@ -186,11 +190,16 @@ class Tracer:
         single_step: bool = False,
         follow_forks: bool = False,
         strict: bool = False,
+        syscalls: Optional[SysOptions] = None,
     ) -> None:
         self.strict = strict  # a handler that raises makes the tracer detach and fail
         self.handler_failed = False
         self._unwinder_probes: List[Probe] = []
         self.output = output if output is not None else Output()
+        self.systrace: Optional[SyscallTracer] = None
+        self._sys_all = False  # resume every thread with PTRACE_SYSCALL
+        self._seccomp = False  # a seccomp filter selects the traced calls (launch with a set)
+        self._argv: List[str] = []
         self.single_step = single_step
         self.follow_forks = follow_forks
         self.probes: List[Probe] = []
@@ -202,6 +211,7 @@ class Tracer:
         self._stop_requested = False
         self._current: Optional[Thread] = None  # the thread whose stop is being handled
         self._siginfo = kernel.siginfo_t()
+        self._sysinfo = kernel.ptrace_syscall_info()
         self._deadline: Optional[float] = None
         self._ticking = False  # the periodic SIGALRM is armed
         self._flush_at: Optional[float] = None  # when buffered trace lines must be written out
@@ -216,6 +226,55 @@ class Tracer:
         self._linker_probe = Probe(
             target="_dl_debug_state", handler=_LinkerEvents(self), name="<r_brk>", internal=True
         )
+        if syscalls is not None:
+            self._setup_syscalls(syscalls)
+
+    # ------------------------------------------------------------------ system calls
+    def trace_syscalls(
+        self, syscalls: Optional[str] = None, handler: Optional[SyscallHandler] = None, **options: object
+    ) -> SyscallTracer:
+        """Trace system calls (strace's -e trace= set syntax; None for all) from now on. ``handler``
+        may deny, emulate or change results; the records are in the returned object's ``records``.
+        Options are SysOptions fields (strsize, raw, decode_fds, failed_only, quiet)."""
+        from .syscalls import parse_syscall_set
+
+        numbers = parse_syscall_set(syscalls) if syscalls else None
+        opts = SysOptions(numbers=numbers, handler=handler, **options)  # type: ignore[arg-type]
+        return self._setup_syscalls(opts)
+
+    def _setup_syscalls(self, opts: SysOptions) -> SyscallTracer:
+        self.systrace = SyscallTracer(opts, self.output, self.output.t0)
+        # a launch with a set uses seccomp (decided in _launch); otherwise every thread stops at every call
+        self._sys_all = not (opts.numbers is not None and not self.procs and self._seccomp_ok())
+        return self.systrace
+
+    @staticmethod
+    def _seccomp_ok() -> bool:
+        return os.path.exists("/proc/self/status") and "Seccomp:" in open("/proc/self/status").read()
+
+    def _cont(self, thread: Thread, sig: int = 0) -> None:
+        request = kernel.PTRACE_SYSCALL if self._sys_all or thread.sys_rec is not None else kernel.PTRACE_CONT
+        kernel.ptrace(request, thread.tid, 0, sig)
+        thread.running = True
+
+    def _on_syscall(self, thread: Thread) -> None:
+        info = kernel.ptrace_get_syscall_info(thread.tid, self._sysinfo)
+        st = self.systrace
+        if st is not None:
+            if info.op == kernel.PTRACE_SYSCALL_INFO_ENTRY and st.wants(info.nr):
+                st.many = st.many or len(self.threads) > 1
+                st.entry(thread, info.nr, info.args, info.stack_pointer)
+            elif info.op == kernel.PTRACE_SYSCALL_INFO_EXIT:
+                st.exit(thread, info.rval)
+        self._cont(thread)
+
+    def _on_seccomp(self, thread: Thread) -> None:
+        info = kernel.ptrace_get_syscall_info(thread.tid, self._sysinfo)
+        st = self.systrace
+        if st is not None and info.op == kernel.PTRACE_SYSCALL_INFO_SECCOMP:
+            st.many = st.many or len(self.threads) > 1
+            st.entry(thread, info.nr, info.args, info.stack_pointer)
+        self._cont(thread)  # sys_rec is set: PTRACE_SYSCALL, so the exit stops too
 
     # ------------------------------------------------------------------ launch and attach
     @classmethod
@@ -235,6 +294,11 @@ class Tracer:
     def _launch(self, argv: List[str]) -> None:
         if not argv:
             raise UsageError("no command to run")
+        seccomp_numbers = None
+        if self.systrace is not None and not self._sys_all:
+            seccomp_numbers = sorted(self.systrace.opts.numbers or ())
+            self._seccomp = True
+        self._argv = list(argv)
         ready_r, ready_w = os.pipe()
         go_r, go_w = os.pipe()
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
@@ -251,6 +315,8 @@ class Tracer:
                 kernel.prctl(kernel.PR_SET_DUMPABLE, 1)
                 os.write(ready_w, b"r")
                 os.read(go_r, 1)
+                if seccomp_numbers is not None:
+                    install_seccomp(seccomp_numbers)
                 os.execvp(argv[0], argv)
             except OSError as err:
                 os.write(err_w, struct.pack("<i", err.errno or errno.ENOEXEC))
@@ -262,7 +328,10 @@ class Tracer:
         self.leader = pid
         try:
             os.read(ready_r, 1)
-            kernel.ptrace_seize(pid, TRACE_OPTIONS | kernel.PTRACE_O_EXITKILL)
+            options = TRACE_OPTIONS | kernel.PTRACE_O_EXITKILL
+            if self._seccomp:
+                options |= kernel.PTRACE_O_TRACESECCOMP
+            kernel.ptrace_seize(pid, options)
         except OSError as err:
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
@@ -281,11 +350,17 @@ class Tracer:
             code = struct.unpack("<i", failure)[0]
             exit_code = 127 if code == errno.ENOENT else 126
             raise LaunchError(argv[0], os.strerror(code), exit_code)
-        status = self._wait_for(pid)
+        while True:
+            status = self._wait_for(pid)
+            if kernel.WPTRACEEVENT(status) != kernel.PTRACE_EVENT_SECCOMP:
+                break
+            kernel.ptrace_cont(pid)  # the child's own calls between seccomp() and execve
         if kernel.WPTRACEEVENT(status) != kernel.PTRACE_EVENT_EXEC:
             raise TargetError(f"{argv[0]}: unexpected stop {status:#x} at start")
         proc = self._new_process(pid)
         thread = self._add_thread(proc, pid)
+        if self.systrace is not None:
+            self.systrace.exec_done(thread, argv, _which(argv[0]))
         self._after_exec(thread)
         self._loop_until_paused()
 
@@ -339,6 +414,8 @@ class Tracer:
 
     def _attach(self, pid: int) -> None:
         self.leader = pid
+        if self.systrace is not None:
+            self._sys_all = True  # no seccomp filter can be put into a running process
         self._check_attachable(pid)
         proc = self._new_process(pid, seize=True)
         seized: Dict[int, Thread] = {}
@@ -813,8 +890,12 @@ class Tracer:
             if event == 0:
                 if sig == SIGTRAP:
                     self._on_trap(thread)
+                elif sig == SIGTRAP | 0x80:
+                    self._on_syscall(thread)
                 else:
                     self._on_signal(thread, sig)
+            elif event == kernel.PTRACE_EVENT_SECCOMP:
+                self._on_seccomp(thread)
             else:
                 self._on_event(thread, event, sig)
         except ProcessLookupError:
@@ -828,7 +909,7 @@ class Tracer:
         elif thread.stepping is not None:
             kernel.ptrace_singlestep(thread.tid, sig)
         else:
-            kernel.ptrace_cont(thread.tid, sig or self._held_signal(thread))
+            self._cont(thread, sig or self._held_signal(thread))
         thread.running = True
 
     # ------------------------------------------------------------------ stops
@@ -1026,12 +1107,9 @@ class Tracer:
             return
         if sig in FAULT_SIGNALS:
             self._fixup_fault(thread)
-        if sig in STOP_SIGNALS:
-            kernel.ptrace_cont(thread.tid, sig)  # becomes a group-stop, reported as EVENT_STOP
-            thread.running = True
-            return
-        kernel.ptrace_cont(thread.tid, sig)
-        thread.running = True
+        if self.systrace is not None and thread.process.follow:
+            self.systrace.signal_line(thread.tid, sig, kernel.ptrace_getsiginfo(thread.tid))
+        self._cont(thread, sig)  # a stop signal becomes a group-stop, reported as EVENT_STOP
 
     def _fixup_fault(self, thread: Thread) -> None:
         proc = thread.process
@@ -1291,6 +1369,8 @@ class Tracer:
         proc.threads.pop(thread.tid, None)
         if thread.tid == proc.pid:
             proc.exit_status = _exit_code(status)
+            if self.systrace is not None and proc.follow:
+                self.systrace.exit_line(thread.tid, status)
             if proc.pid == self.leader:
                 self.exit_status = proc.exit_status
         if not proc.threads:
@@ -1347,6 +1427,11 @@ class Tracer:
                 kernel.ptrace_cont(thread.tid)  # clone/fork/exec event: let it finish, then stop
                 continue
             proc = thread.process
+            if sig == SIGTRAP | 0x80:  # a syscall stop on the way to the interrupt stop
+                if thread.sys_inject is not None:
+                    thread.sys_rec = None  # its exit is not ours to fake any more
+                kernel.ptrace_cont(thread.tid)
+                continue
             regs = kernel.ptrace_getregs(thread.tid, thread.regs)
             if sig == signal.SIGTRAP and thread.stepping is not None:
                 self._finish_step(thread)
@@ -1446,6 +1531,15 @@ class _UnwindEntry(Handler):
 
 def _is_bare_symbol(target: str) -> bool:
     return ":" not in target and not target.startswith("0x")
+
+
+def _which(cmd: str) -> str:
+    """The path execvp ran for ``cmd`` (for the execve line of a syscall trace)."""
+    if "/" in cmd:
+        return cmd
+    import shutil
+
+    return shutil.which(cmd) or cmd
 
 
 def _exit_code(status: int) -> int:

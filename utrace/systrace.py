@@ -1,0 +1,368 @@
+"""System call tracing on ptrace syscall stops: records, tampering, and strace-style lines.
+
+Each traced call becomes a SyscallRecord: number and arguments at entry, the user memory the kernel
+reads (captured at entry), the user memory it writes (captured at exit, sized by the result), and
+the exit value (PTRACE_GET_SYSCALL_INFO gives entry/exit without guessing from orig_rax).
+
+When utrace launches the program and only some calls are wanted, a seccomp filter installed just
+before exec returns SECCOMP_RET_TRACE for those and ALLOW for the rest, so untraced calls cost no
+stop at all; the exit of a selected call is caught by resuming that one call with PTRACE_SYSCALL.
+(The filter is inherited by every child and cannot be removed, and it needs NO_NEW_PRIVS, so a
+setuid program run under it does not gain privileges — the same trade-off as strace --seccomp-bpf.)
+
+Tampering (``--inject``, or a handler's deny/emulate): at entry orig_rax is set to -1, so the kernel
+skips the call, and at exit rax gets the chosen value. The call is then NOT executed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno as errno_mod
+import os
+import re
+import struct
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Dict, FrozenSet, List, Optional, Sequence
+
+from . import kernel
+from .errors import UsageError
+from .syscalls import (
+    SYSCALL_NAMES,
+    SyscallRecord,
+    capture_entry,
+    capture_exit,
+    format_call,
+    format_entry,
+    format_raw,
+    format_resumed,
+    parse_syscall_set,
+    readers_for,
+)
+
+if TYPE_CHECKING:
+    from .engine import Thread
+    from .output import Output
+
+AT_FDCWD = -100
+
+
+class SyscallHandler:
+    """Base class for ``Tracer.trace_syscalls`` handlers.
+
+    ``on_enter`` may return ``("error", ERRNO)`` to deny the call or ``("retval", VALUE)`` to skip it
+    with that result (the call is then not executed); ``on_exit`` may return an int to replace the
+    result. Returning None leaves the call alone.
+    """
+
+    def on_enter(self, rec: SyscallRecord) -> Optional[tuple]:
+        return None
+
+    def on_exit(self, rec: SyscallRecord) -> Optional[int]:
+        return None
+
+
+@dataclass
+class InjectRule:
+    """strace's ``--inject=SET:error=E|retval=N[:when=FIRST[..LAST][+STEP]]``."""
+
+    numbers: FrozenSet[int]
+    error: Optional[int] = None
+    retval: Optional[int] = None
+    first: int = 1
+    last: Optional[int] = None
+    step: int = 1
+    seen: Dict[int, int] = field(default_factory=dict)  # per syscall number: calls so far
+
+    def applies(self, nr: int) -> bool:
+        n = self.seen.get(nr, 0) + 1
+        self.seen[nr] = n
+        if n < self.first or (self.last is not None and n > self.last):
+            return False
+        return (n - self.first) % self.step == 0
+
+    def value(self) -> int:
+        return -self.error if self.error is not None else int(self.retval or 0)
+
+
+_WHEN = re.compile(r"(?P<first>\d+)(?:\.\.(?P<last>\d+))?(?:\+(?P<step>\d+))?$")
+
+
+def parse_inject(spec: str) -> InjectRule:
+    """Parse one --inject value; UsageError naming the valid forms."""
+    usage = "--inject=SET:error=ERRNO|retval=N[:when=FIRST[..LAST][+STEP]]"
+    parts = spec.split(":")
+    if len(parts) < 2:
+        raise UsageError(f"bad --inject {spec!r}: expected {usage}")
+    rule = InjectRule(parse_syscall_set(parts[0]))
+    for part in parts[1:]:
+        key, _, value = part.partition("=")
+        if key == "error":
+            code = getattr(errno_mod, value, None) if not value.isdigit() else int(value)
+            if not isinstance(code, int):
+                raise UsageError(f"bad --inject {spec!r}: unknown errno {value!r} (use a name like ENOENT)")
+            rule.error = code
+        elif key == "retval":
+            try:
+                rule.retval = int(value, 0)
+            except ValueError:
+                raise UsageError(f"bad --inject {spec!r}: retval must be a number") from None
+        elif key == "when":
+            m = _WHEN.match(value)
+            if m is None:
+                raise UsageError(f"bad --inject {spec!r}: when=FIRST[..LAST][+STEP]")
+            rule.first = int(m["first"])
+            rule.last = int(m["last"]) if m["last"] else None
+            rule.step = int(m["step"]) if m["step"] else 1
+        else:
+            raise UsageError(f"bad --inject {spec!r}: expected {usage}")
+    if (rule.error is None) == (rule.retval is None):
+        raise UsageError(f"bad --inject {spec!r}: give exactly one of error= or retval=")
+    return rule
+
+
+def seccomp_program(numbers: Sequence[int]) -> bytes:
+    """A classic-BPF seccomp filter: SECCOMP_RET_TRACE for ``numbers`` (x86-64), ALLOW otherwise."""
+    ld_abs, jeq, ret = 0x20, 0x15, 0x06
+    allow, trace = 0x7FFF0000, 0x7FF00000
+    audit_arch_x86_64 = 0xC000003E
+    nums = sorted(set(numbers))
+    insns = [(ld_abs, 0, 0, 4), (jeq, 1, 0, audit_arch_x86_64), (ret, 0, 0, allow), (ld_abs, 0, 0, 0)]
+    for i, nr in enumerate(nums):
+        insns.append((jeq, len(nums) - i, 0, nr))  # to the RET_TRACE after the remaining jeqs + ALLOW
+    insns += [(ret, 0, 0, allow), (ret, 0, 0, trace)]
+    return b"".join(struct.pack("<HBBI", *insn) for insn in insns)
+
+
+def install_seccomp(numbers: Sequence[int]) -> None:
+    """In the launched child, just before exec: NO_NEW_PRIVS and the filter (seccomp(2), raw)."""
+    prog = seccomp_program(numbers)
+    buf = ctypes.create_string_buffer(prog, len(prog))
+
+    class sock_fprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    fprog = sock_fprog(len(prog) // 8, ctypes.addressof(buf))
+    kernel.prctl(38, 1)  # PR_SET_NO_NEW_PRIVS
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(317, 1, 0, ctypes.byref(fprog)) != 0:  # seccomp(SECCOMP_SET_MODE_FILTER, 0, &prog)
+        raise OSError(ctypes.get_errno(), "seccomp")
+
+
+@dataclass
+class SysOptions:
+    numbers: Optional[FrozenSet[int]] = None  # None: every call
+    strsize: int = 32
+    raw: bool = False
+    decode_fds: bool = False  # -y
+    failed_only: bool = False  # --syscall-status=failed
+    inject: List[InjectRule] = field(default_factory=list)
+    handler: Optional[SyscallHandler] = None
+    quiet: bool = False  # record, do not print (API use)
+
+
+class SyscallTracer:
+    """The syscall half of a Tracer: what to do at each syscall stop."""
+
+    def __init__(self, options: SysOptions, output: Output, t0: float) -> None:
+        self.opts = options
+        self.output = output
+        self.t0 = t0
+        self.records: List[SyscallRecord] = []  # finished records (API)
+        self.keep = options.handler is not None or options.quiet
+        self._unfinished: Dict[int, SyscallRecord] = {}  # tid -> record printed as "<unfinished ...>"
+        self._last_tid: Optional[int] = None
+        self.many = False  # several threads/processes: prefix lines with [pid N]
+
+    def wants(self, nr: int) -> bool:
+        return self.opts.numbers is None or nr in self.opts.numbers
+
+    # --- stops ----------------------------------------------------------------------------------
+    def entry(self, thread: Thread, nr: int, args: tuple, sp: int) -> None:
+        mem = thread.process.mem
+        read, read_string = readers_for(mem)
+        rec = SyscallRecord(thread.process.pid, thread.tid, nr, SYSCALL_NAMES.get(nr, f"syscall_{nr:#x}"),
+                            tuple(args), time.monotonic(), [])  # fmt: skip
+        try:
+            rec.copy_from_user = list(capture_entry(nr, rec.args, read, read_string, sp=sp))
+        except OSError:
+            rec.copy_from_user = []
+        thread.sys_rec = rec
+        thread.sys_inject = None
+        if self.opts.decode_fds:
+            self._snapshot_fds(rec)
+        if self.opts.handler is not None:
+            verdict = self.opts.handler.on_enter(rec)
+            if verdict is not None:
+                kind, value = verdict
+                thread.sys_inject = -int(value) if kind == "error" else int(value)
+                rec.injected = f"{kind}={value}"
+        for rule in self.opts.inject:
+            if thread.sys_inject is None and nr in rule.numbers and rule.applies(nr):
+                thread.sys_inject = rule.value()
+                rec.injected = "error=" + errno_mod.errorcode.get(rule.error, str(rule.error)) if rule.error \
+                    else f"retval={rule.retval}"  # fmt: skip
+        if thread.sys_inject is not None:
+            regs = kernel.ptrace_getregs(thread.tid, thread.regs)
+            regs.orig_rax = 0xFFFFFFFFFFFFFFFF  # the kernel skips a syscall whose number is -1
+            kernel.ptrace_setregs(thread.tid, regs)
+        if self.opts.raw:
+            self._print_raw(rec, entry=True)
+        elif not self.opts.failed_only:
+            self._entry_started(thread, rec)
+
+    def exit(self, thread: Thread, rval: int) -> None:
+        rec = thread.sys_rec
+        thread.sys_rec = None
+        if rec is None:
+            return
+        if thread.sys_inject is not None:
+            rval = thread.sys_inject
+            thread.sys_inject = None
+            regs = kernel.ptrace_getregs(thread.tid, thread.regs)
+            regs.rax = rval & 0xFFFFFFFFFFFFFFFF
+            kernel.ptrace_setregs(thread.tid, regs)
+        elif not rec.name.startswith("rt_sigreturn"):
+            read, read_string = readers_for(thread.process.mem)
+            try:
+                rec.copy_to_user = list(capture_exit(rec.nr, rec.args, rval, read, read_string))
+            except OSError:
+                rec.copy_to_user = []
+        rec.ret = rval
+        if self.opts.handler is not None:
+            new = self.opts.handler.on_exit(rec)
+            if new is not None:
+                regs = kernel.ptrace_getregs(thread.tid, thread.regs)
+                regs.rax = int(new) & 0xFFFFFFFFFFFFFFFF
+                kernel.ptrace_setregs(thread.tid, regs)
+                rec.ret = int(new)
+        if self.keep:
+            self.records.append(rec)
+        self._print_exit(thread, rec)
+
+    def exec_done(self, thread: Thread, argv: Sequence[str], path: str) -> None:
+        """The launch's own execve: its entry was in utrace's child before tracing began."""
+        rec = SyscallRecord(
+            thread.process.pid, thread.tid, 59, "execve", (0, 0, 0, 0, 0, 0), time.monotonic(), []
+        )
+        rec.ret = 0
+        if self.keep:
+            self.records.append(rec)
+        if self.opts.quiet or self.opts.raw or self.opts.failed_only:
+            return
+        if self.wants(59):
+            args = ", ".join(_quote(a) for a in argv)
+            self._line(thread.tid, f"execve({_quote(path)}, [{args}], {len(os.environ)} /* vars */) = 0")
+
+    # --- printing -------------------------------------------------------------------------------
+    def _prefix(self, tid: int) -> str:
+        return f"[pid {tid:>5}] " if self.many else ""
+
+    def _line(self, tid: int, text: str) -> None:
+        if self.opts.quiet:
+            return
+        self.interrupt_others(tid)
+        self.output.line(self._prefix(tid) + text)
+        self._last_tid = tid
+
+    def interrupt_others(self, tid: int) -> None:
+        """Another thread's line is about to be printed: end the pending entries of the others with
+        ' <unfinished ...>', as strace does."""
+        for other, rec in list(self._unfinished.items()):
+            if other != tid and rec.ret is None and not getattr(rec, "_shown", False):
+                self.output.line(self._prefix(other) + format_entry(rec, self.opts.strsize, self._fd(rec))
+                                 + " <unfinished ...>")  # fmt: skip
+                rec._shown = True  # type: ignore[attr-defined]
+
+    def _entry_started(self, thread: Thread, rec: SyscallRecord) -> None:
+        if self.opts.quiet:
+            return
+        self._unfinished[thread.tid] = rec
+        if rec.name in ("exit", "exit_group"):
+            # these never return: strace prints them at entry with "= ?"
+            self._unfinished.pop(thread.tid, None)
+            self._line(thread.tid, format_call(rec, self.opts.strsize, self._fd(rec)))
+            rec._shown = True  # type: ignore[attr-defined]
+
+    def _print_exit(self, thread: Thread, rec: SyscallRecord) -> None:
+        self._unfinished.pop(thread.tid, None)
+        if self.opts.quiet:
+            return
+        if self.opts.raw:
+            self._print_raw(rec, entry=False)
+            return
+        if self.opts.failed_only and not rec.is_error:
+            return
+        if getattr(rec, "_shown", False):
+            if rec.name in ("exit", "exit_group"):
+                return
+            self._line(thread.tid, format_resumed(rec, self.opts.strsize, self._fd(rec)))
+        else:
+            self._line(thread.tid, format_call(rec, self.opts.strsize, self._fd(rec), self._entry_fd(rec)))
+
+    def _print_raw(self, rec: SyscallRecord, entry: bool) -> None:
+        lines = format_raw(rec, None if self.output.fmt == "json" else self.opts.strsize)
+        # format_raw gives the whole stream; at entry print the entry and copy-in lines only
+        chosen = [ln for ln in lines if (ln.startswith("COPY_FROM_USER") or " = " not in ln)] if entry else \
+            [ln for ln in lines if ln.startswith("COPY_TO_USER") or " = " in ln]  # fmt: skip
+        if entry:
+            chosen = [ln for ln in chosen if not ln.startswith("COPY_TO_USER")]
+        for ln in chosen:
+            self.output.line(self._prefix(rec.tid) + ln)
+
+    def _snapshot_fds(self, rec: SyscallRecord) -> None:
+        """strace names the descriptors an entry prints as they were when the call started (close(3)
+        names the file it closes): keep what each small argument's descriptor was at entry."""
+        lookup = self._fd(rec)
+        assert lookup is not None
+        snap: Dict[int, Optional[str]] = {}
+        for arg in rec.args:
+            fd = arg - (1 << 64) if arg >= 1 << 63 else arg
+            fd32 = (arg & 0xFFFFFFFF) - (1 << 32) if arg & 0x80000000 else arg & 0xFFFFFFFF
+            for candidate in {fd, fd32}:
+                if 0 <= candidate < 1 << 20 or candidate == AT_FDCWD:
+                    snap[candidate] = lookup(candidate)
+        rec._fdsnap = snap  # type: ignore[attr-defined]
+
+    def _entry_fd(self, rec: SyscallRecord) -> Optional[Callable[[int], Optional[str]]]:
+        snap = getattr(rec, "_fdsnap", None)
+        if snap is None:
+            return None
+        return lambda fd: snap.get(fd)
+
+    def _fd(self, rec: SyscallRecord) -> Optional[Callable[[int], Optional[str]]]:
+        if not self.opts.decode_fds:
+            return None
+        pid = rec.pid
+
+        def fd_path(fd: int) -> Optional[str]:
+            try:
+                if fd == AT_FDCWD:
+                    return os.readlink(f"/proc/{pid}/cwd")
+                return os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                return None
+
+        return fd_path
+
+    def signal_line(self, tid: int, sig: int, info: kernel.siginfo_t) -> None:
+        import signal as signal_mod
+
+        try:
+            name = signal_mod.Signals(sig).name
+        except ValueError:
+            name = f"SIG{sig}"
+        self._line(tid, f"--- {name} {{si_signo={name}, si_code={info.si_code}, si_pid={info.si_pid}, "
+                        f"si_uid={info.si_uid}}} ---")  # fmt: skip
+
+    def exit_line(self, tid: int, status: int) -> None:
+        import signal as signal_mod
+
+        if os.WIFSIGNALED(status):
+            self._line(tid, f"+++ killed by {signal_mod.Signals(os.WTERMSIG(status)).name} +++")
+        else:
+            self._line(tid, f"+++ exited with {os.WEXITSTATUS(status)} +++")
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
