@@ -7,15 +7,16 @@ import importlib.util
 import os
 import signal
 import sys
-from typing import IO, List, Optional, Sequence
+from typing import IO, List, Optional, Sequence, TextIO
 
-from .engine import Tracer
-from .errors import UsageError, UtraceError
+from .engine import Tracer, is_spec
+from .errors import LaunchError, UsageError, UtraceError
 from .handlers import GetRegs, Handler, Plugin, make_handler
 from .libcalls import LibraryCalls
+from .output import Output
+from .probes import parse_spec
 from .syscalls import parse_syscall_set
 from .systrace import SysOptions, parse_inject
-from .output import Output
 
 EPILOG = """\
 examples:
@@ -104,6 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
         "%%signal %%desc ...), ! to negate, as strace -e trace=",
     )
     sc.add_argument(
+        "--self",
+        dest="self_trace",
+        action="store_true",
+        help="run the Python script given as COMMAND inside utrace's own interpreter, its system calls "
+        "intercepted in-process (SIGSYS): no tracer task switch per call",
+    )
+    sc.add_argument(
         "--raw-syscalls",
         action="store_true",
         help="print the raw record stream (entry, copy from/to user, exit)",
@@ -181,6 +189,24 @@ def split_command(argv: Sequence[str]) -> tuple[List[str], List[str]]:
     return argv, []
 
 
+def run_self_trace(args: argparse.Namespace, command: List[str], parser: argparse.ArgumentParser) -> int:
+    """--self: the script runs in this interpreter with the SIGSYS mode on."""
+    from .selftrace import run_script
+
+    if not command or args.pid is not None or args.probes:
+        parser.error("--self runs a Python script: utrace --self [-S SET] [--inject ...] -- script.py ARGS")
+    if not os.path.isfile(command[0]):
+        raise LaunchError(command[0], "No such file or directory", 127)
+    spec = None if args.syscalls in (None, "all") else args.syscalls
+    stream: Optional[TextIO] = open(args.output, "w") if args.output else None
+    try:
+        return run_script(command[0], command[1:], spec, args.inject or None, stream or sys.stderr,
+                          strsize=args.strsize)  # fmt: skip
+    finally:
+        if stream is not None:
+            stream.close()
+
+
 def syscall_options(args: argparse.Namespace) -> Optional[SysOptions]:
     """The -S/--syscalls family, checked before the target starts (usage errors list the choices)."""
     rules = [parse_inject(spec) for spec in args.inject]
@@ -231,6 +257,17 @@ def run(argv: Sequence[str]) -> int:
         parser.error("--duration takes a positive number of seconds")
     # usage errors before anything starts
     plugin: Optional[Plugin] = load_plugin(args.plugin) if args.plugin else None
+    if args.self_trace:
+        return run_self_trace(args, command, parser)
+    for probe in args.probes:  # a malformed definition is a usage error before anything starts
+        if is_spec(probe):
+            spec = parse_spec(probe)
+            if spec.kind == "-":
+                raise UsageError(
+                    f"{probe!r}: removing an event (-:EVENT) is for the API, not the command line"
+                )
+            if (spec.args or spec.filter is not None) and args.handler:
+                raise UsageError(f"{probe!r}: fetch arguments and -H handlers cannot be combined")
     sys_options = syscall_options(args)
     if plugin is None and not args.probes and sys_options is None:
         plugin = LibraryCalls(args.calls_filter)  # no probe: the ltrace default
@@ -258,6 +295,9 @@ def run(argv: Sequence[str]) -> int:
             plugin.attach_output(output)
             plugin.install(tracer, args.probes)
         for target in args.probes if plugin is None else ():
+            if is_spec(target) and not args.handler and not args.regs:
+                tracer.add_probe(target)  # a definition prints its own fetch arguments
+                continue
             for handler in handler_specs:
                 tracer.add_probe(target, handler)
     except BaseException:

@@ -36,6 +36,7 @@ from .errors import (
 from .handlers import Event, GetRegs, Handler
 from .kernel import user_regs_struct
 from .output import Output
+from .probes import SpecHandler, parse_spec
 from .relocate import SLOT_SIZE, Relocation, instruction_boundaries, relocate
 from .symbols import AddressSpace, Location
 from .syscalls import SyscallRecord
@@ -74,6 +75,7 @@ class Probe:
     internal: bool = False  # utrace's own (the dynamic linker's r_brk): no output, not counted
     pending_said: bool = False  # the "pending" note was printed
     ret: bool = False  # also a return probe: on_return runs when the probed function returns
+    group: str = "utrace"
     returns: int = 0  # return handler calls
     missed: int = 0  # returns not seen: nesting over the bound, longjmp, exceptions, detach
 
@@ -564,10 +566,19 @@ class Tracer:
         be a function's entry), with ``event.data`` as the entry handler left it. Callable before
         ``run`` and from inside a handler while the target runs.
         """
+        group = "utrace"
+        if is_spec(target):  # a probe definition: p[:[GROUP/]EVENT] TARGET [FETCHARG...] [if FILTER]
+            spec = parse_spec(target)
+            if spec.kind == "-":
+                self.remove_probes_named(spec.event, spec.group)
+                return None  # type: ignore[return-value]
+            if handler is None:
+                handler = SpecHandler(spec)
+            target, name, group, ret = spec.target, name or spec.event, spec.group, ret or spec.kind == "r"
         if handler is None:
             handler = GetRegs()
         handler.attach_output(self.output)
-        probe = Probe(target=target, handler=handler, name=name or _probe_name(target), ret=ret)
+        probe = Probe(target=target, handler=handler, name=name or _probe_name(target), ret=ret, group=group)
         if ret:
             self._watch_unwinder()
         if not self.procs:
@@ -613,6 +624,11 @@ class Tracer:
                     for module in new:
                         self._arm_in_module(proc, probe, module)
         proc.modules_seen.update((m.path, m.bias) for m in space.modules)
+
+    def remove_probes_named(self, event: str, group: str = "utrace") -> None:
+        """``-:[GROUP/]EVENT``: remove the probes defined with that event name."""
+        for probe in [p for p in self.probes if p.name == event and p.group == group and not p.internal]:
+            self.remove_probe(probe)
 
     def remove_probe(self, probe: Probe) -> None:
         """Remove a probe; its int3 goes when no other probe shares the site."""
@@ -1527,6 +1543,12 @@ class _UnwindEntry(Handler):
 
     def on_entry(self, event: Event) -> None:
         self.tracer._restore_returns(event.thread)
+
+
+def is_spec(text: str) -> bool:
+    """A probe definition rather than a bare target: ``p ...``, ``r:ev ...``, ``-:ev``, or anything with
+    fetch arguments or a filter (a space)."""
+    return " " in text.strip() or text.startswith(("p:", "r:", "-:"))
 
 
 def _is_bare_symbol(target: str) -> bool:

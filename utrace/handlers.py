@@ -314,5 +314,6 @@ def make_handler(spec: str) -> Handler:
 
 
 __all__ = [
-    "Event", "Handler", "Plugin", "GetRegs", "GetData", "StackTrace", "register_handler", "make_handler",
+    "Event", "Handler", "Plugin", "GetRegs", "GetData", "StackTrace", "register_handler",
+    "make_handler",
 ]  # fmt: skip

@@ -57,7 +57,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Tuple, Union
 
 from .errors import TargetError, UsageError, UtraceError
-from .handlers import ARG_REGS, REG_ALIASES, escape
+from .handlers import ARG_REGS, REG_ALIASES, Handler, escape
 from .kernel import ptrace_getfpregs
 
 if TYPE_CHECKING:
@@ -1239,3 +1239,29 @@ __all__ = [
     "ProbeSpec", "FetchArg", "FetchType", "Filter", "Value", "Values", "SpecError",
     "parse_spec", "parse_type", "format_value", "json_value", "DEFAULT_GROUP", "DEFAULT_TYPE", "ENTRY_KEY",
 ]  # fmt: skip
+
+
+class SpecHandler(Handler):
+    """A probe definition's fetch arguments and filter (``p:grp/ev malloc size=$arg1:u64 if size > 64``):
+    the values are fetched at each hit (or return, for ``r`` probes) and printed when the filter
+    passes; events that fail the filter are neither printed nor counted in summaries."""
+
+    def __init__(self, spec: ProbeSpec) -> None:
+        self.spec = spec
+
+    def on_entry(self, event: Event) -> None:
+        if self.spec.kind == "r":
+            if self.spec.needs_entry_fetch:
+                self.spec.fetch_entry(event)
+            return
+        self._emit(event)
+
+    def on_return(self, event: Event) -> None:
+        self._emit(event)
+
+    def _emit(self, event: Event) -> None:
+        values = self.spec.fetch(event)
+        if not self.spec.matches(values):
+            return
+        fields = [(name, json_value(v), format_value(v)) for name, v in values.items()]
+        self.output.emit(self.output.record(event, fields))
