@@ -40,6 +40,13 @@ SAMPLE_BUILDS: dict[str, tuple[list[str], list[str]]] = {
         ["unwind_deep.c"],
         ["-O2", "-fomit-frame-pointer", "-g", "-fcf-protection=none", "-Wl,-z,lazy"],
     ),
+    # the Python API, return probes and the predefined handlers (test_api, test_retprobes,
+    # test_handlers_builtin); a .cc source is built with g++
+    "api_events": (["api_events.c"], ["-O1", "-g"]),
+    "api_events_nopie": (["api_events.c"], ["-O1", "-g", "-no-pie", "-fno-pie"]),
+    "api_returns": (["api_returns.c"], ["-O1", "-g", "-pthread"]),
+    "api_exc": (["api_exc.cc"], ["-O1", "-g"]),
+    "api_stack": (["api_stack.c"], ["-O2", "-fomit-frame-pointer", "-g"]),
 }
 
 
@@ -64,7 +71,12 @@ def sample(sample_dir: Path) -> Callable[[str], str]:
         if name not in built:
             sources, flags = SAMPLE_BUILDS[name]
             out = sample_dir / name
-            cmd = [cc, *flags, "-o", str(out), *(str(SAMPLES / s) for s in sources)]
+            compiler = cc
+            if any(s.endswith(".cc") for s in sources):
+                compiler = shutil.which("g++")
+                if compiler is None:
+                    pytest.skip(f"g++ is not installed: the C++ sample {name} cannot be built")
+            cmd = [compiler, *flags, "-o", str(out), *(str(SAMPLES / s) for s in sources)]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
                 raise RuntimeError(f"building sample {name} failed:\n{' '.join(cmd)}\n{proc.stderr}")

@@ -219,9 +219,15 @@ def syscall_options(args: argparse.Namespace) -> Optional[SysOptions]:
         numbers = frozenset(numbers.union(*(r.numbers for r in rules)))
     if args.strsize < 0:
         raise UsageError("-s takes a non-negative number of bytes")
-    return SysOptions(numbers=numbers, strsize=args.strsize, raw=args.raw_syscalls, decode_fds=args.decode_fds,
-                      failed_only=args.syscall_status == "failed", inject=rules,
-                      quiet=args.syscalls is None)  # fmt: skip
+    return SysOptions(
+        numbers=numbers,
+        strsize=args.strsize,
+        raw=args.raw_syscalls,
+        decode_fds=args.decode_fds,
+        failed_only=args.syscall_status == "failed",
+        inject=rules,
+        quiet=args.syscalls is None,
+    )
 
 
 def output_format(args: argparse.Namespace) -> str:
