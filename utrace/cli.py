@@ -291,6 +291,7 @@ def run(argv: Sequence[str]) -> int:
         follow_forks=args.follow_forks,
         strict=args.strict,
         syscalls=sys_options,
+        probes=bool(args.probes or plugin),
     )
     if args.pid is not None:
         tracer = Tracer.attach(args.pid, **options)

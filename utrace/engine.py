@@ -193,7 +193,11 @@ class Tracer:
         follow_forks: bool = False,
         strict: bool = False,
         syscalls: Optional[SysOptions] = None,
+        probes: bool = True,
     ) -> None:
+        # False: only system calls will be traced, so utrace maps nothing into the program and its
+        # memory layout stays exactly the untraced one (the r_brk probe needs a code area)
+        self.watch_libraries = probes
         self.strict = strict  # a handler that raises makes the tracer detach and fail
         self.handler_failed = False
         self._unwinder_probes: List[Probe] = []
@@ -246,6 +250,7 @@ class Tracer:
 
     def _setup_syscalls(self, opts: SysOptions) -> SyscallTracer:
         self.systrace = SyscallTracer(opts, self.output, self.output.t0)
+        self.systrace.many = self.follow_forks  # like strace -f: every line says whose it is
         # a launch with a set uses seccomp (decided in _launch); otherwise every thread stops at every call
         self._sys_all = not (opts.numbers is not None and not self.procs and self._seccomp_ok())
         return self.systrace
@@ -389,7 +394,7 @@ class Tracer:
         proc.entry_trap = (entry, proc.mem.read(entry, 1))
         proc.mem.write(entry, INT3)
         proc.relocated = False
-        rdv = rendezvous.locate(proc.address_space())
+        rdv = rendezvous.locate(proc.address_space()) if self.watch_libraries else None
         if rdv is not None:
             proc.rdv = rdv
             proc.rstate = rendezvous.RT_ADD

@@ -39,6 +39,7 @@ from .syscalls import (
     parse_syscall_set,
     readers_for,
 )
+from .syscalls.fmt import quote_cstring
 
 if TYPE_CHECKING:
     from .engine import Thread
@@ -251,8 +252,11 @@ class SyscallTracer:
         if self.opts.quiet or self.opts.raw or self.opts.failed_only:
             return
         if self.wants(59):
-            args = ", ".join(_quote(a) for a in argv)
-            self._line(thread.tid, f"execve({_quote(path)}, [{args}], {len(os.environ)} /* vars */) = 0")
+            size = self.opts.strsize
+            args = ", ".join(quote_cstring(os.fsencode(a) + b"\0", size) for a in argv)
+            name = quote_cstring(os.fsencode(path) + b"\0", None)  # paths: whole, as strace
+            # the environment block's address is the old image's, unknown here: 0x0 stands for it
+            self._line(thread.tid, f"execve({name}, [{args}], 0x0 /* {len(os.environ)} vars */) = 0")
 
     # --- printing -------------------------------------------------------------------------------
     def _prefix(self, tid: int) -> str:

@@ -1,0 +1,149 @@
+"""The engine's syscall tracing, checked call by call against strace on the same programs."""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import List
+
+import pytest
+
+from .test_syscall_decode import ENV, assert_same_trace, normalize, prepare, run_strace, strace  # noqa: F401
+
+ROOT = Path(__file__).resolve().parent.parent
+# The CLI without touching the environment: the traced program must see exactly strace's.
+CLI = [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r}); from utrace.cli import main; "
+       "sys.exit(main())"]  # fmt: skip
+
+
+def run_utrace(argv: List[str], cwd: Path, options: List[str], check: bool = True) -> List[str]:
+    out = cwd.parent / f"utrace-{os.getpid()}.txt"
+    cmd = ["setarch", "x86_64", "-R", *CLI, "-o", str(out), *options, "--", *argv]
+    proc = subprocess.run(cmd, env=ENV, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True, timeout=120)  # fmt: skip
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    lines = out.read_text(errors="replace").splitlines()
+    out.unlink()
+    return lines
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    path = tmp_path / "work"
+    path.mkdir()
+    return path
+
+
+def compare(strace_path: str, argv_of, cwd: Path, strace_opts: List[str], utrace_opts: List[str]) -> int:
+    argv, ports = argv_of()
+    theirs = normalize(run_strace(strace_path, argv, ENV, cwd, strace_opts), ports)
+    argv, ports = argv_of()
+    ours = normalize(run_utrace(argv, cwd, utrace_opts), ports)
+    assert_same_trace(theirs, ours)
+    return len(ours)
+
+
+@pytest.mark.parametrize("name", ["sys_files", "sys_net", "sys_proc"])
+def test_every_call_matches_strace(strace, sample, workdir, name):
+    exe = sample(name)
+    n = compare(strace, lambda: prepare(name, exe, workdir), workdir, ["-s", "32"], ["-S"])
+    assert n > 30
+
+
+@pytest.mark.parametrize("name", ["sys_files", "sys_proc"])
+def test_fd_paths_match_strace_y(strace, sample, workdir, name):
+    exe = sample(name)
+    compare(strace, lambda: prepare(name, exe, workdir), workdir, ["-y"], ["-S", "-y"])
+
+
+def test_selected_calls_with_seccomp_match_strace(strace, sample, workdir):
+    exe = sample("sys_files")
+    sel = "openat,read,write,close,%stat"
+    compare(strace, lambda: prepare("sys_files", exe, workdir), workdir, ["-e", f"trace={sel}"],
+            [f"--syscalls={sel}"])  # fmt: skip
+
+
+@pytest.mark.parametrize("argv", [["cat", "/etc/hostname"], ["ls", "-l", "/"], ["env"]])
+def test_system_binaries_match_strace(strace, workdir, argv):
+    def argv_of():
+        path = subprocess.run(
+            ["sh", "-c", f"command -v {argv[0]}"], capture_output=True, text=True
+        ).stdout.strip()
+        return [path, *argv[1:]], ()
+
+    compare(strace, argv_of, workdir, [], ["-S"])
+
+
+def test_inject_error_matches_strace(strace, workdir):
+    argv = ["/bin/cat", "/etc/hostname", "/etc/hostname"]
+    spec = "openat:error=ENOENT:when=4"
+    theirs = normalize(
+        run_strace(strace, argv, ENV, workdir, ["-e", "trace=openat,read", f"--inject={spec}"])
+    )
+    ours = normalize(run_utrace(argv, workdir, ["--syscalls=openat,read", f"--inject={spec}"], check=False))
+    assert [ln for ln in theirs if "INJECTED" in ln]
+    assert_same_trace(theirs, ours)
+
+
+def per_process(lines: List[str]) -> dict:
+    calls = collections.defaultdict(list)
+    for ln in lines:
+        m = re.match(r"^(?:\[pid\s+(\d+)\] |(\d+) +)?(\w+)\(", ln)
+        if m:
+            calls[m.group(1) or m.group(2) or "main"].append(m.group(3))
+    return calls
+
+
+def test_follow_forks_shell_pipeline_same_calls_per_process(strace, workdir):
+    argv = ["/bin/sh", "-c", "echo hello | /bin/cat"]
+    theirs = per_process(run_strace(strace, argv, ENV, workdir, ["-f"]))
+    ours = per_process(run_utrace(argv, workdir, ["-f", "-S"]))
+    assert sorted(theirs.values()) == sorted(ours.values())
+
+
+def test_raw_stream_records_copies(sample, workdir):
+    exe = sample("sys_files")
+    argv, _ = prepare("sys_files", exe, workdir)
+    lines = run_utrace(argv, workdir, ["--syscalls=read,openat", "--raw-syscalls"])
+    assert any(re.match(r"^NR 257 \(", ln) for ln in lines)  # openat entry
+    assert any(ln.startswith("COPY_FROM_USER ") for ln in lines)  # the path it reads
+    assert any(ln.startswith("COPY_TO_USER ") for ln in lines)  # what read() wrote
+    assert any(re.match(r"^NR 0 = \d+", ln) for ln in lines)
+
+
+def test_syscall_usage_errors_before_start(utrace_cli):
+    res = utrace_cli("--syscalls=opne", "--", "true")
+    assert res.returncode == 2 and "open" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    res = utrace_cli("--syscalls=%nosuch", "--", "true")
+    assert res.returncode == 2 and "%file" in res.stderr
+    res = utrace_cli("--inject=openat:bogus=1", "--", "true")
+    assert res.returncode == 2 and "error=" in res.stderr
+
+
+def test_api_handler_denies_and_changes_results(sample):
+    import io
+
+    import utrace
+    from utrace.output import Output
+    from utrace.systrace import SyscallHandler
+
+    class Deny(SyscallHandler):
+        def on_enter(self, rec):
+            if rec.name == "openat" and b"/etc/hostname" in b"".join(d for _, d in rec.copy_from_user):
+                return ("error", 13)
+            return None
+
+    out = io.StringIO()
+    proc_out = subprocess.PIPE
+    t = utrace.launch(["cat", "/etc/hostname"], output=Output(out))
+    del proc_out
+    st = t.trace_syscalls("openat,read", Deny(), quiet=True)
+    status = t.run()
+    assert status == 1  # cat reports the error and fails, as with EACCES
+    opened = [r for r in st.records if r.name == "openat" and r.injected]
+    assert opened and opened[0].ret == -13
