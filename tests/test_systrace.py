@@ -12,7 +12,10 @@ from typing import List
 
 import pytest
 
-from .test_syscall_decode import ENV, assert_same_trace, normalize, prepare, run_strace, strace  # noqa: F401
+from .test_syscall_decode import ENV, assert_same_trace, normalize, prepare, run_strace
+from .test_syscall_decode import strace as strace_fixture
+
+strace_path = pytest.fixture(scope="module")(strace_fixture.__wrapped__)
 
 ROOT = Path(__file__).resolve().parent.parent
 # The CLI without touching the environment: the traced program must see exactly strace's.
@@ -49,41 +52,41 @@ def compare(strace_path: str, argv_of, cwd: Path, strace_opts: List[str], utrace
 
 
 @pytest.mark.parametrize("name", ["sys_files", "sys_net", "sys_proc"])
-def test_every_call_matches_strace(strace, sample, workdir, name):
+def test_every_call_matches_strace(strace_path, sample, workdir, name):
     exe = sample(name)
-    n = compare(strace, lambda: prepare(name, exe, workdir), workdir, ["-s", "32"], ["-S"])
+    n = compare(strace_path, lambda: prepare(name, exe, workdir), workdir, ["-s", "32"], ["-S"])
     assert n > 30
 
 
 @pytest.mark.parametrize("name", ["sys_files", "sys_proc"])
-def test_fd_paths_match_strace_y(strace, sample, workdir, name):
+def test_fd_paths_match_strace_y(strace_path, sample, workdir, name):
     exe = sample(name)
-    compare(strace, lambda: prepare(name, exe, workdir), workdir, ["-y"], ["-S", "-y"])
+    compare(strace_path, lambda: prepare(name, exe, workdir), workdir, ["-y"], ["-S", "-y"])
 
 
-def test_selected_calls_with_seccomp_match_strace(strace, sample, workdir):
+def test_selected_calls_with_seccomp_match_strace(strace_path, sample, workdir):
     exe = sample("sys_files")
     sel = "openat,read,write,close,%stat"
-    compare(strace, lambda: prepare("sys_files", exe, workdir), workdir, ["-e", f"trace={sel}"],
+    compare(strace_path, lambda: prepare("sys_files", exe, workdir), workdir, ["-e", f"trace={sel}"],
             [f"--syscalls={sel}"])  # fmt: skip
 
 
 @pytest.mark.parametrize("argv", [["cat", "/etc/hostname"], ["ls", "-l", "/"], ["env"]])
-def test_system_binaries_match_strace(strace, workdir, argv):
+def test_system_binaries_match_strace(strace_path, workdir, argv):
     def argv_of():
         path = subprocess.run(
             ["sh", "-c", f"command -v {argv[0]}"], capture_output=True, text=True
         ).stdout.strip()
         return [path, *argv[1:]], ()
 
-    compare(strace, argv_of, workdir, [], ["-S"])
+    compare(strace_path, argv_of, workdir, [], ["-S"])
 
 
-def test_inject_error_matches_strace(strace, workdir):
+def test_inject_error_matches_strace(strace_path, workdir):
     argv = ["/bin/cat", "/etc/hostname", "/etc/hostname"]
     spec = "openat:error=ENOENT:when=4"
     theirs = normalize(
-        run_strace(strace, argv, ENV, workdir, ["-e", "trace=openat,read", f"--inject={spec}"])
+        run_strace(strace_path, argv, ENV, workdir, ["-e", "trace=openat,read", f"--inject={spec}"])
     )
     ours = normalize(run_utrace(argv, workdir, ["--syscalls=openat,read", f"--inject={spec}"], check=False))
     assert [ln for ln in theirs if "INJECTED" in ln]
@@ -99,9 +102,9 @@ def per_process(lines: List[str]) -> dict:
     return calls
 
 
-def test_follow_forks_shell_pipeline_same_calls_per_process(strace, workdir):
+def test_follow_forks_shell_pipeline_same_calls_per_process(strace_path, workdir):
     argv = ["/bin/sh", "-c", "echo hello | /bin/cat"]
-    theirs = per_process(run_strace(strace, argv, ENV, workdir, ["-f"]))
+    theirs = per_process(run_strace(strace_path, argv, ENV, workdir, ["-f"]))
     ours = per_process(run_utrace(argv, workdir, ["-f", "-S"]))
     assert sorted(theirs.values()) == sorted(ours.values())
 
