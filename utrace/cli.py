@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         help="with no PROBE: only the library calls matching these globs (comma-separated; "
-        "-GLOB excludes), e.g. -e 'mem*,str*' -e -strlen",
+        "-GLOB or !GLOB excludes), e.g. -e 'mem*,str*,!strlen'",
     )
     p.add_argument("--duration", type=float, metavar="SECONDS", help="detach after SECONDS")
     p.add_argument(

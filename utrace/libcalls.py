@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 
 def select(names: Sequence[str], patterns: Sequence[str]) -> List[str]:
-    """``-e`` filters: comma-separated globs; ``-GLOB`` excludes. With no positive glob, every name
+    """``-e`` filters: comma-separated globs; ``-GLOB`` or ``!GLOB`` excludes. With no positive glob, every name
     is selected before the exclusions apply."""
     include: List[str] = []
     exclude: List[str] = []
@@ -30,7 +30,7 @@ def select(names: Sequence[str], patterns: Sequence[str]) -> List[str]:
             part = part.strip()
             if not part:
                 continue
-            if part.startswith("-"):
+            if part.startswith(("-", "!")):
                 exclude.append(part[1:])
             else:
                 include.append(part.lstrip("+"))
