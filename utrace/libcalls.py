@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 
 def select(names: Sequence[str], patterns: Sequence[str]) -> List[str]:
-    """``-e`` filters: comma-separated globs; ``-GLOB`` or ``!GLOB`` excludes. With no positive glob, each name
+    """``-e`` filters: comma-separated globs; ``-GLOB`` or ``!GLOB`` excludes. With no positive glob, all
     is selected before the exclusions apply."""
     include: List[str] = []
     exclude: List[str] = []
