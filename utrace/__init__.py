@@ -24,7 +24,7 @@ from .errors import (
     UsageError,
     UtraceError,
 )
-from .handlers import Event, GetRegs, Handler, register_handler
+from .handlers import Event, GetRegs, Handler, Plugin, register_handler
 
 __version__ = "0.1.0"
 

@@ -334,9 +334,11 @@ def load_plugin(spec: str) -> Plugin:
     if module_spec is None or module_spec.loader is None:
         raise UsageError(f"--handler {spec}: {path} is not a Python module")
     module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module  # dataclasses and pickling look the module up by name
     try:
         module_spec.loader.exec_module(module)
     except Exception as err:  # noqa: BLE001 - any error in the user's file is a usage error
+        sys.modules.pop(name, None)
         raise UsageError(f"--handler {spec}: importing {path} failed: {type(err).__name__}: {err}") from err
     found = [
         obj for obj in vars(module).values()
