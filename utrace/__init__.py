@@ -45,6 +45,7 @@ __all__ = [
     "Tracer",
     "Probe",
     "Handler",
+    "Plugin",
     "Event",
     "GetRegs",
     "register_handler",
