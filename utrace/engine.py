@@ -1430,7 +1430,20 @@ class Tracer:
             proc.mem.close()
 
     def _settle(self, thread: Thread) -> None:
-        """Wait for an interrupted thread's stop and undo whatever utrace had it in the middle of."""
+        """Wait for an interrupted thread's stop and undo whatever utrace had it in the middle of.
+
+        The interrupt stop is reported before signals already queued for the thread, so a thread
+        that executed one of our int3 (or finished a single-step) just before it may still hold
+        that SIGTRAP: let go now, it would die of it with no tracer. Such a thread is resumed until
+        the trap is reported and handled here, then stopped again.
+        """
+        reinterrupt = False
+
+        def cont() -> None:
+            if reinterrupt:
+                self._interrupt(thread)
+            kernel.ptrace_cont(thread.tid)
+
         while True:
             pid, status = kernel.waitpid(thread.tid, kernel.WALL)
             if pid == 0:
@@ -1443,19 +1456,27 @@ class Tracer:
             event = kernel.WPTRACEEVENT(status)
             if event == kernel.PTRACE_EVENT_STOP:
                 thread.group_stopped = sig in STOP_SIGNALS
+                if not thread.group_stopped and _sigtrap_pending(thread.tid):
+                    reinterrupt = True
+                    kernel.ptrace_cont(thread.tid)  # the queued SIGTRAP is reported at once
+                    continue
                 return
             if event:
-                kernel.ptrace_cont(thread.tid)  # clone/fork/exec event: let it finish, then stop
+                cont()  # clone/fork/exec event: let it finish, then stop
                 continue
             proc = thread.process
             if sig == SIGTRAP | 0x80:  # a syscall stop on the way to the interrupt stop
                 if thread.sys_inject is not None:
                     thread.sys_rec = None  # its exit is not ours to fake any more
-                kernel.ptrace_cont(thread.tid)
+                cont()
                 continue
             regs = kernel.ptrace_getregs(thread.tid, thread.regs)
             if sig == signal.SIGTRAP and thread.stepping is not None:
-                self._finish_step(thread)
+                site = thread.stepping
+                thread.stepping = None
+                site.reloc.after_step(regs, site.slot, proc.mem)
+                kernel.ptrace_setregs(thread.tid, regs)
+                cont()
                 continue
             if sig == signal.SIGTRAP and thread.rstack and regs.rip - 1 == proc.xol.ret_trampoline:
                 instance = self._pop_return(thread)  # returning: finish the return, without handlers
@@ -1464,19 +1485,19 @@ class Tracer:
                         probe.missed += 1
                     regs.rip = instance.orig_ret
                     kernel.ptrace_setregs(thread.tid, regs)
-                kernel.ptrace_cont(thread.tid)
+                cont()
                 continue
             if sig == signal.SIGTRAP and (regs.rip - 1 in proc.sites or regs.rip - 1 in proc.retired):
                 # stopped on one of our int3: the hit is dropped; the original instruction runs in
                 # place once the byte is restored.
                 regs.rip -= 1
                 kernel.ptrace_setregs(thread.tid, regs)
-                kernel.ptrace_cont(thread.tid)
+                cont()
                 continue
             if sig in FAULT_SIGNALS:
                 self._fixup_fault(thread)
             self._hold(thread, sig)
-            kernel.ptrace_cont(thread.tid)
+            cont()
 
     def _release_thread(self, thread: Thread) -> None:
         sig = 0
@@ -1573,6 +1594,18 @@ def _exit_code(status: int) -> int:
     if os.WIFSIGNALED(status):
         return 128 + os.WTERMSIG(status)
     return os.WEXITSTATUS(status)
+
+
+def _sigtrap_pending(tid: int) -> bool:
+    """Whether a SIGTRAP is queued for this thread (its SigPnd mask in /proc)."""
+    try:
+        with open(f"/proc/{tid}/status") as f:
+            for line in f:
+                if line.startswith("SigPnd:"):
+                    return bool(int(line.split()[1], 16) & (1 << (signal.SIGTRAP - 1)))
+    except (OSError, ValueError):
+        pass
+    return False
 
 
 def _live_threads(pid: int) -> List[int]:
