@@ -6,12 +6,13 @@ script's exit status, as ``python3 path argv...`` would.
 
 from __future__ import annotations
 
+import builtins
 import errno
 import os
 import pkgutil  # noqa: F401 - runpy imports it lazily: keep that import out of the trace
-import runpy
 import sys
 import traceback
+import types
 from typing import Dict, Iterable, List, Optional, TextIO, Tuple, Union
 
 from ..errors import UsageError
@@ -153,8 +154,22 @@ def _handler_and_selection(
 
 
 def _run_main(session: SelfTrace, path: str) -> int:
+    # Read and compile the script before the mode is on: the trace is of what the script does, not of
+    # utrace loading it (an --inject on openat must not make the script itself unreadable).
+    with open(path, "rb") as f:
+        code = compile(f.read(), path, "exec")
+
     def main() -> None:
-        runpy.run_path(path, run_name="__main__")  # compiles it with ``path`` as its file name
+        module = types.ModuleType("__main__")
+        module.__file__ = path
+        module.__dict__["__builtins__"] = builtins
+        saved = sys.modules.get("__main__")
+        sys.modules["__main__"] = module
+        try:
+            exec(code, module.__dict__)  # noqa: S102 - running the user's script is the point
+        finally:
+            if saved is not None:
+                sys.modules["__main__"] = saved
 
     try:
         session.run(main)
