@@ -260,8 +260,10 @@ class Tracer:
         return os.path.exists("/proc/self/status") and "Seccomp:" in open("/proc/self/status").read()
 
     def _cont(self, thread: Thread, sig: int = 0) -> None:
-        request = kernel.PTRACE_SYSCALL if self._sys_all or thread.sys_rec is not None else kernel.PTRACE_CONT
-        kernel.ptrace(request, thread.tid, 0, sig)
+        if self._sys_all or thread.sys_rec is not None:
+            kernel.ptrace(kernel.PTRACE_SYSCALL, thread.tid, 0, sig)
+        else:
+            kernel.ptrace_cont(thread.tid, sig)
         thread.running = True
 
     def _on_syscall(self, thread: Thread) -> None:

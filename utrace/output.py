@@ -125,7 +125,16 @@ class Output:
         self.emit(self.record(event, [("", None, fields)] if fields else []))
 
     def emit(self, rec: Record) -> None:
-        getattr(self, "_emit_" + self.fmt)(rec)
+        self._emitter(rec)
+
+    @property
+    def fmt(self) -> str:
+        return self._fmt
+
+    @fmt.setter
+    def fmt(self, value: str) -> None:
+        self._fmt = value
+        self._emitter = getattr(self, "_emit_" + value)  # looked up once, not per event
 
     def _stamp(self, ts: float) -> str:
         if self.time_mode == "absolute":
