@@ -290,3 +290,19 @@ def test_usage_errors_exit_2(utrace_cli):
     assert utrace_cli("-p", "1", "malloc", "--", "true").returncode == 2
     res = utrace_cli("-H", "NOSUCH", "malloc", "--", "true")
     assert res.returncode == 2 and "NOSUCH" in res.stderr and "GETREGS" in res.stderr
+
+
+def test_closed_output_pipe_detaches_cleanly(sample, tmp_path, running_checksum):
+    """`utrace -p PID ... | head -1`: when head exits, utrace must let go of the program properly
+    (every int3 out) before it exits, not leave it to die at its next probe hit."""
+    target = running_checksum(n=8000, delay_us=300)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    cmd = f"{sys.executable} -m utrace -o /dev/stdout -p {target.pid} work | head -1"
+    res = subprocess.run(["sh", "-c", cmd], env=env, capture_output=True, text=True, timeout=60)
+    assert HIT.match(res.stdout.strip()), res.stdout + res.stderr
+    assert "Traceback" not in res.stderr
+    assert target.poll() is None
+    assert not code_differs_from_file(target.pid, "work")
+    rest = target.stdout.read()
+    assert target.wait(timeout=60) == 0
+    assert rest == untraced(sample("checksum"), "8000").stdout.split("\n", 1)[1]

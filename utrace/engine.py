@@ -179,6 +179,9 @@ class Thread:
     rstack: List[RetInstance] = field(default_factory=list)  # hijacked returns, innermost last
     sys_rec: Optional[SyscallRecord] = None  # the system call this thread is inside (syscall tracing)
     sys_inject: Optional[int] = None  # the result to give that call instead of running it
+    # where the thread must continue if utrace lets go of it in the middle of handling its stop
+    # (a handler's exception, a closed output pipe): the probed instruction, or a real return address
+    fix_rip: Optional[int] = None
 
 
 class Tracer:
@@ -818,11 +821,22 @@ class Tracer:
         try:
             self._resume_all()
             self._loop()
+        except BaseException:
+            # Whatever went wrong on utrace's side (a closed output pipe, a bug, ^C twice), the
+            # program must not be left with int3 bytes and no tracer: let go of it cleanly first.
+            self._restore_signal_handlers(previous)
+            previous = {}
+            if not self._detached:
+                self.detach()
+            raise
         finally:
             self._restore_signal_handlers(previous)
             if self._stop_requested and not self._detached:
                 self.detach()
-            self.output.flush()
+            try:
+                self.output.flush()
+            except BrokenPipeError:
+                pass
         if self.exit_status is None and self.launched and self._detached:
             self.exit_status = self._wait_untraced_exit()
         return self.exit_status
@@ -970,6 +984,7 @@ class Tracer:
         now = time.monotonic()
         proc = thread.process
         regs = thread.regs
+        thread.fix_rip = site.addr
         regs.rip = site.addr  # handlers see the probed instruction's address, as with the kernel's uprobes
         if proc.follow:
             instance: Optional[RetInstance] = None
@@ -989,10 +1004,12 @@ class Tracer:
             if regs.rip != site.addr:
                 # a handler moved the pc (e.g. to skip the function): go there, not through the slot
                 kernel.ptrace_setregs(thread.tid, regs)
+                thread.fix_rip = None
                 self._resume(thread)
                 return
         regs.rip = site.slot
         kernel.ptrace_setregs(thread.tid, regs)
+        thread.fix_rip = None
         if site.step:
             thread.stepping = site
         if self._paused is thread:
@@ -1035,6 +1052,7 @@ class Tracer:
             self._on_signal(thread, signal.SIGTRAP)
             return
         regs.rip = instance.orig_ret
+        thread.fix_rip = instance.orig_ret
         now = time.monotonic()
         if thread.process.follow:
             for probe in instance.probes:
@@ -1046,6 +1064,7 @@ class Tracer:
                     event.t_entry = instance.t_entry
                     self._call_handler(probe, probe.handler.on_return, event)
         kernel.ptrace_setregs(thread.tid, regs)
+        thread.fix_rip = None
         self._resume(thread)
 
     def _restore_returns(self, thread: Thread, count_missed: bool = True) -> None:
@@ -1506,11 +1525,18 @@ class Tracer:
         if thread.held is not None:
             sig = thread.held[0]
         try:
-            if thread.stepping is not None:
-                # interrupted before its single-step: run the original instruction in place instead
-                thread.regs.rip = thread.stepping.addr
-                kernel.ptrace_setregs(thread.tid, thread.regs)
+            if thread.stepping is not None or thread.fix_rip is not None:
+                regs = kernel.ptrace_getregs(thread.tid, thread.regs)
+                site = thread.stepping
+                if thread.fix_rip is not None:
+                    regs.rip = thread.fix_rip  # let go in the middle of handling its stop
+                elif site is not None and regs.rip == site.slot:
+                    regs.rip = site.addr  # its single-step never ran: run the original in place
+                elif site is not None:
+                    site.reloc.after_step(regs, site.slot, thread.process.mem)
+                kernel.ptrace_setregs(thread.tid, regs)
                 thread.stepping = None
+                thread.fix_rip = None
             kernel.ptrace_detach(thread.tid, sig)
         except ProcessLookupError:
             # It is exiting (the program ended while we let go): a traced thread that dies stays a
