@@ -163,6 +163,7 @@ class RetInstance:
     probes: List[Probe]
     data: Dict[Probe, Dict[str, object]]  # what each probe's entry handler saved, for its return
     t_entry: float
+    restored: bool = False  # the real return address is back on the stack while an exception unwinds
 
 
 @dataclass(eq=False)
@@ -988,7 +989,8 @@ class Tracer:
         regs.rip = site.addr  # handlers see the probed instruction's address, as with the kernel's uprobes
         if proc.follow:
             instance: Optional[RetInstance] = None
-            for probe in site.probes:
+            # a snapshot: handlers may add or remove probes at this very site
+            for probe in tuple(site.probes):
                 if probe.enabled:
                     if not probe.internal:
                         probe.hits += 1
@@ -1085,17 +1087,62 @@ class Tracer:
                     probe.missed += 1
         thread.rstack.clear()
 
+    def _unwind_started(self, thread: Thread) -> None:
+        """An exception starts or resumes unwinding this thread's stack: put the real return addresses
+        back (libgcc finds no FDE for the trampoline and would call std::terminate). The instances
+        stay, marked restored, until the exception lands."""
+        proc = thread.process
+        for instance in thread.rstack:
+            if not instance.restored:
+                self._write_return(proc, instance, instance.orig_ret, proc.xol.ret_trampoline)
+                instance.restored = True
+
+    def _exception_caught(self, thread: Thread) -> None:
+        """__cxa_begin_catch: the stack is unwound down to the catching frame. Frames above it were
+        not unwound: hijack their returns again; the unwound ones are missed returns."""
+        proc = thread.process
+        sp = thread.regs.rsp  # __cxa_begin_catch's own return address is here
+        kept: List[RetInstance] = []
+        for instance in thread.rstack:
+            if not instance.restored:
+                kept.append(instance)
+            elif instance.rsp > sp:
+                self._write_return(proc, instance, proc.xol.ret_trampoline, instance.orig_ret)
+                instance.restored = False
+                kept.append(instance)
+            else:
+                for probe in instance.probes:
+                    probe.missed += 1
+        thread.rstack[:] = kept
+
+    @staticmethod
+    def _write_return(proc: Process, instance: RetInstance, value: int, expected: int) -> None:
+        """Swap the return address slot of ``instance`` to ``value`` if it still holds ``expected``."""
+        try:
+            if int.from_bytes(proc.mem.read(instance.rsp, 8), "little") == expected:
+                proc.mem.write(instance.rsp, value.to_bytes(8, "little"))
+        except OSError:
+            pass
+
     def _watch_unwinder(self) -> None:
         """C++ exceptions unwind with libgcc_s, which cannot step through a frame whose return
-        address is the trampoline (no FDE for it: std::terminate). Probe its entry points and put the
-        real return addresses back on that thread's stack before it unwinds (design.md, option b);
-        those returns are counted as missed."""
+        address is the trampoline (no FDE for it: std::terminate). Its entry points are probed to
+        put the real return addresses back before it unwinds (design.md, option b), and
+        __cxa_begin_catch to hijack again the returns of the frames the exception did not unwind."""
         if self._unwinder_probes:
             return
-        for symbol in ("_Unwind_RaiseException", "_Unwind_Resume", "_Unwind_ForcedUnwind"):
+        unwinder = (
+            "_Unwind_RaiseException",
+            "_Unwind_Resume",
+            "_Unwind_ForcedUnwind",
+            "_Unwind_Resume_or_Rethrow",
+        )
+        targets = [f"libgcc_s.so.1:{symbol}" for symbol in unwinder] + ["libstdc++.so.6:__cxa_begin_catch"]
+        for target in targets:
+            symbol = target.split(":")[1]
             probe = Probe(
-                target=f"libgcc_s.so.1:{symbol}",
-                handler=_UnwindEntry(self),
+                target=target,
+                handler=_UnwindEntry(self, caught=symbol == "__cxa_begin_catch"),
                 name=symbol,
                 internal=True,
                 pending_said=True,
@@ -1407,6 +1454,10 @@ class Tracer:
 
     def _thread_gone(self, thread: Thread, status: int) -> None:
         proc = thread.process
+        for instance in thread.rstack:  # calls that never returned (pthread_exit, exit())
+            for probe in instance.probes:
+                probe.missed += 1
+        thread.rstack.clear()
         self.threads.pop(thread.tid, None)
         proc.threads.pop(thread.tid, None)
         if thread.tid == proc.pid:
@@ -1590,13 +1641,17 @@ class _LinkerEvents(Handler):
 
 
 class _UnwindEntry(Handler):
-    """utrace's own probe on libgcc_s's unwinder entry points."""
+    """utrace's own probes on libgcc_s's unwinder entry points and on __cxa_begin_catch."""
 
-    def __init__(self, tracer: Tracer) -> None:
+    def __init__(self, tracer: Tracer, caught: bool = False) -> None:
         self.tracer = tracer
+        self.caught = caught
 
     def on_entry(self, event: Event) -> None:
-        self.tracer._restore_returns(event.thread)
+        if self.caught:
+            self.tracer._exception_caught(event.thread)
+        else:
+            self.tracer._unwind_started(event.thread)
 
 
 def is_spec(text: str) -> bool:

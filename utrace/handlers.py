@@ -177,7 +177,7 @@ class GetRegs(Handler):
 
 
 _SOURCE = re.compile(
-    r"(?:arg(?P<arg>[1-9]\d*)|stack(?P<stack>\d+)|%?(?P<reg>[a-z0-9]+)|(?P<addr>0x[0-9a-fA-F]+))$"
+    r"(?:arg(?P<arg>[1-9]\d*)|stack(?P<stack>\d+)|(?P<addr>0x[0-9a-fA-F]+)|%?(?P<reg>[a-z0-9]+))$"
 )
 
 
@@ -197,9 +197,16 @@ def parse_source(text: str) -> Callable[[Event], int]:
         value = int(m["addr"], 16)
         return lambda ev: value
     reg = REG_ALIASES.get(m["reg"])
-    if reg is None:
+    if reg is not None:
+        return lambda ev: int(getattr(ev.regs, reg))
+    low32 = _REG32.get(m["reg"])  # edi, r8d, ...: the low 32 bits (a non-PIE address fits)
+    if low32 is None:
         raise UsageError(f"bad address source {text!r}: use argN, stackN, a register name or 0xADDRESS")
-    return lambda ev: int(getattr(ev.regs, reg))
+    return lambda ev: int(getattr(ev.regs, low32)) & 0xFFFFFFFF
+
+
+_REG32 = {"e" + r[1:]: r for r in ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp")}
+_REG32.update({f"r{n}d": f"r{n}" for n in range(8, 16)})
 
 
 class GetData(Handler):
