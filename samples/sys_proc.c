@@ -6,6 +6,7 @@
 #include <linux/fs.h>
 #include <linux/futex.h>
 #include <linux/loop.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -124,6 +125,9 @@ int main(void)
     ioctl(t, TIOCSWINSZ, &ws);
     ioctl(t, TIOCGWINSZ, &ws);
     write(m, "xy", 2);
+    /* the pty moves data to the other side asynchronously: wait for it, or FIONREAD may say 0 */
+    struct pollfd ready = {t, POLLIN, 0};
+    poll(&ready, 1, 2000);
     int n;
     ioctl(t, FIONREAD, &n);
     n = 1;

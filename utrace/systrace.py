@@ -330,9 +330,11 @@ class SyscallTracer:
 
     def _entry_fd(self, rec: SyscallRecord) -> Optional[Callable[[int], Optional[str]]]:
         snap = getattr(rec, "_fdsnap", None)
-        if snap is None:
+        live = self._fd(rec)
+        if snap is None or live is None:
             return None
-        return lambda fd: snap.get(fd)
+        # descriptors inside structs (pollfd, ...) are not in the entry snapshot: look them up now
+        return lambda fd: snap[fd] if fd in snap else live(fd)
 
     def _fd(self, rec: SyscallRecord) -> Optional[Callable[[int], Optional[str]]]:
         if not self.opts.decode_fds:
