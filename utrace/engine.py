@@ -877,7 +877,8 @@ class Tracer:
 
     def _loop(self) -> None:
         while self.threads and self._paused is None:
-            self._timers()
+            if self._deadline is not None or self._ticking or self.output.pending:
+                self._timers()
             if self._stop_requested:
                 break
             pid, status = kernel.waitpid(-1, kernel.WALL)
@@ -947,7 +948,7 @@ class Tracer:
         elif thread.stepping is not None:
             kernel.ptrace_singlestep(thread.tid, sig)
         else:
-            self._cont(thread, sig or self._held_signal(thread))
+            self._cont(thread, sig or (0 if thread.held is None else self._held_signal(thread)))
         thread.running = True
 
     # ------------------------------------------------------------------ stops

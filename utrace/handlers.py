@@ -165,11 +165,20 @@ class GetRegs(Handler):
 
     def on_entry(self, event: Event) -> None:
         regs = event.thread.regs
+        out = self.output
+        if not self.all_regs and out.fmt == "text" and out.time_mode == "start":
+            # the default, on the hot path: one f-string instead of a Record (a hit costs ~20 µs)
+            out.line(
+                f"{event.thread.comm}-{event.thread.tid} {event.timestamp - out.t0:.6f}: {event.probe.name}: "
+                f"({event.probe.where}) arg1={regs.rdi:#x} arg2={regs.rsi:#x} arg3={regs.rdx:#x} "
+                f"arg4={regs.rcx:#x} arg5={regs.r8:#x} arg6={regs.r9:#x}"
+            )
+            return
         if self.all_regs:
             values = [(r, int(getattr(regs, r))) for r in GP_REGS]
         else:
             values = [(f"arg{i + 1}", int(getattr(regs, r))) for i, r in enumerate(ARG_REGS)]
-        self.output.emit(self.output.record(event, [(name, v, f"{v:#x}") for name, v in values]))
+        out.emit(out.record(event, [(name, v, f"{v:#x}") for name, v in values]))
 
     def on_return(self, event: Event) -> None:
         value = event.retval or 0
