@@ -452,3 +452,21 @@ def test_plugin_file_may_use_dataclasses_with_postponed_annotations(utrace_cli, 
     )
     res = utrace_cli("--handler", str(plugin), "--", "true")
     assert res.returncode == 0, res.stderr
+
+
+def test_handler_file_registering_a_name_for_dash_h(sample, utrace_cli, tmp_path):
+    """register_handler from a file loaded with --handler makes -H NAME work in that same command."""
+    lib = tmp_path / "myhandlers.py"
+    lib.write_text(
+        "import utrace\n\n"
+        "class Twice(utrace.Handler):\n"
+        "    def on_entry(self, ev):\n"
+        "        self.output.line(f'twice {ev.args[0] * 2}')\n\n"
+        "utrace.register_handler('TWICE', Twice)\n"
+    )
+    out = tmp_path / "trace"
+    res = utrace_cli(
+        "--handler", str(lib), "-H", "TWICE", "-o", str(out), "work", "--", sample("checksum"), "3"
+    )
+    assert res.returncode == 0, res.stderr
+    assert out.read_text().splitlines() == ["twice 0", "twice 2", "twice 4"]

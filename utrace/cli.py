@@ -262,7 +262,7 @@ def run(argv: Sequence[str]) -> int:
     if args.duration is not None and args.duration <= 0:
         parser.error("--duration takes a positive number of seconds")
     # usage errors before anything starts
-    plugin: Optional[Plugin] = load_plugin(args.plugin) if args.plugin else None
+    plugin = load_plugin(args.plugin) if args.plugin else None
     if args.self_trace:
         return run_self_trace(args, command, parser)
     for probe in args.probes:  # a malformed definition is a usage error before anything starts
@@ -275,7 +275,7 @@ def run(argv: Sequence[str]) -> int:
             if (spec.args or spec.filter is not None) and args.handler:
                 raise UsageError(f"{probe!r}: fetch arguments and -H handlers cannot be combined")
     sys_options = syscall_options(args)
-    if plugin is None and not args.probes and sys_options is None:
+    if plugin is None and not args.probes and sys_options is None and not args.plugin:
         plugin = LibraryCalls(args.calls_filter)  # no probe: the ltrace default
     handler_specs = [] if plugin else make_handlers(args)
     stream: Optional[IO[str]] = None
@@ -323,7 +323,13 @@ def run(argv: Sequence[str]) -> int:
     return status if status is not None else 0
 
 
-def load_plugin(spec: str) -> Plugin:
+def _registered() -> List[str]:
+    from .handlers import _REGISTRY
+
+    return list(_REGISTRY)
+
+
+def load_plugin(spec: str) -> Optional[Plugin]:
     """``PATH.py[:CLASS]``: import the file and instantiate its Plugin class (the only one, or CLASS)."""
     path, _, class_name = spec.partition(".py:")
     path = path if path.endswith(".py") else path + ".py"
@@ -334,6 +340,7 @@ def load_plugin(spec: str) -> Plugin:
     if module_spec is None or module_spec.loader is None:
         raise UsageError(f"--handler {spec}: {path} is not a Python module")
     module = importlib.util.module_from_spec(module_spec)
+    registered_before = len(_registered())
     sys.modules[name] = module  # dataclasses and pickling look the module up by name
     try:
         module_spec.loader.exec_module(module)
@@ -346,9 +353,14 @@ def load_plugin(spec: str) -> Plugin:
     ]  # fmt: skip
     if class_name:
         found = [cls for cls in found if cls.__name__ == class_name]
+    if not found and not class_name and len(_registered()) > registered_before:
+        return None  # a file of handlers: it registered them (utrace.register_handler) for -H NAME
     if len(found) != 1:
         names = ", ".join(cls.__name__ for cls in found) or "none"
-        raise UsageError(f"--handler {spec}: expected one utrace.Plugin class in {path} (found: {names})")
+        raise UsageError(
+            f"--handler {spec}: expected one utrace.Plugin class in {path} (found: {names}), or a file "
+            "that registers handlers with utrace.register_handler for -H NAME"
+        )
     try:
         return found[0]()
     except UtraceError:

@@ -1287,15 +1287,7 @@ class Tracer:
             return
         if shares_memory:
             # vfork/posix_spawn/CLONE_VM: one address space, so the very same sites and areas
-            proc = Process(
-                pid=pid,
-                mem=parent.mem,
-                xol=parent.xol,
-                sites=parent.sites,
-                retired=parent.retired,
-                slots=parent.slots,
-                armed=parent.armed,
-            )
+            proc = _sharing(pid, parent, follow=True)
         else:
             # fork: a copy of the parent's memory, int3 bytes and slots included
             mem = kernel.ProcMem.open(pid)
@@ -1330,15 +1322,7 @@ class Tracer:
         """
         parent = forker.process
         if shares_memory:
-            proc = Process(
-                pid=pid,
-                mem=parent.mem,
-                xol=parent.xol,
-                sites=parent.sites,
-                retired=parent.retired,
-                slots=parent.slots,
-                follow=False,
-            )
+            proc = _sharing(pid, parent, follow=False)
             self.procs[pid] = proc
             thread = self._add_thread(proc, pid)
             self._resume(thread)
@@ -1678,6 +1662,13 @@ def _exit_code(status: int) -> int:
     if os.WIFSIGNALED(status):
         return 128 + os.WTERMSIG(status)
     return os.WEXITSTATUS(status)
+
+
+def _sharing(pid: int, parent: Process, follow: bool) -> Process:
+    """A child that shares its parent's memory (vfork, posix_spawn, CLONE_VM): the very same sites,
+    slots and code areas. ``follow`` False: traced only until it execs, without handlers."""
+    return Process(pid=pid, mem=parent.mem, xol=parent.xol, sites=parent.sites, retired=parent.retired,
+                   slots=parent.slots, armed=parent.armed, follow=follow)  # fmt: skip
 
 
 def _sigtrap_pending(tid: int) -> bool:
