@@ -315,3 +315,26 @@ def test_launched_target_dies_with_a_killed_tracer(sample, tmp_path):
             tracer.kill()
             tracer.wait()
         tracer.stdout.close()
+
+
+def test_attached_program_survives_a_killed_tracer(sample, tmp_path):
+    """SIGKILL on utrace while attached: its guardian puts the original bytes back, so the program's
+    next call of a probed function does not hit an int3 with no tracer (which would kill it)."""
+    exe = sample("checksum")
+    target = subprocess.Popen([exe, "6", "500000"], stdout=subprocess.PIPE, text=True)
+    out = tmp_path / "trace"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    try:
+        assert target.stdout.readline() == "start\n"
+        cmd = [sys.executable, "-m", "utrace", "-o", str(out), "-p", str(target.pid), "work"]
+        tracer = subprocess.Popen(cmd, env=env)
+        wait_for(lambda: out.exists() and len(hits(out)) >= 1, what="a hit")
+        tracer.kill()  # SIGKILL: no chance to detach; the next call of work() is ~0.3 s away
+        tracer.wait()
+        assert target.wait(timeout=30) == 0
+        assert target.stdout.read() == untraced(exe, "6").stdout.split("\n", 1)[1]
+    finally:
+        if target.poll() is None:
+            target.kill()
+        target.wait()
+        target.stdout.close()

@@ -33,6 +33,7 @@ from .errors import (
     UsageError,
     UtraceError,
 )
+from .guardian import Guardian
 from .handlers import Event, GetRegs, Handler
 from .kernel import user_regs_struct
 from .output import Output
@@ -112,6 +113,7 @@ class Process:
     relocated: bool = True  # ld.so has relocated the libraries (IFUNC resolvers can run)
     armed: Dict[Probe, List[int]] = field(default_factory=dict)  # probe -> its site addresses here
     modules_seen: set = field(default_factory=set)  # (path, bias) of modules already searched
+    guardian: Optional[Guardian] = None  # attached processes: restores the bytes if utrace dies
     _unwinder: Optional[Unwinder] = None
 
     def site_of_slot(self, pc: int) -> Optional[Site]:
@@ -398,6 +400,9 @@ class Tracer:
         kernel.ptrace_getregs(thread.tid, thread.regs)  # code injections start from these
         entry = kernel.read_auxv(proc.pid)[kernel.AT_ENTRY]
         proc.entry_trap = (entry, proc.mem.read(entry, 1))
+        if proc.guardian is not None:
+            proc.guardian.reset()
+            proc.guardian.armed(entry, proc.entry_trap[1][0])
         proc.mem.write(entry, INT3)
         proc.relocated = False
         rdv = rendezvous.locate(proc.address_space()) if self.watch_libraries else None
@@ -458,6 +463,11 @@ class Tracer:
         if not proc.threads:
             raise ProcessGone(pid)
         proc.xol.adopt(pid)
+        try:
+            proc.guardian = Guardian(pid)
+        except OSError as err:
+            self.output.message(f"no guardian for process {pid} ({err.strerror}): if utrace is killed, "
+                                "its int3 bytes stay in the program")  # fmt: skip
         self._watch_linker(proc)
 
     def _watch_linker(self, proc: Process) -> None:
@@ -759,6 +769,8 @@ class Tracer:
         )
         proc.mem.write(address, INT3)
         proc.sites[address] = site
+        if proc.guardian is not None:
+            proc.guardian.armed(address, site.orig[0])
         proc.slots[slot] = site
         return site
 
@@ -809,6 +821,8 @@ class Tracer:
             proc.mem.write(site.addr, site.orig[:1])
         except OSError:
             pass  # the address space is gone (exit or exec)
+        if proc.guardian is not None:
+            proc.guardian.disarmed(site.addr)
         del proc.sites[site.addr]
         proc.retired[site.addr] = site
 
@@ -1383,6 +1397,8 @@ class Tracer:
         entry, orig = proc.entry_trap
         # Only this thread ever runs _start, so restoring the byte in place races with nothing.
         proc.mem.write(entry, orig)
+        if proc.guardian is not None:
+            proc.guardian.disarmed(entry)
         proc.entry_trap = None
         thread.regs.rip = entry
         kernel.ptrace_setregs(thread.tid, thread.regs)
@@ -1453,6 +1469,8 @@ class Tracer:
                 self.exit_status = proc.exit_status
         if not proc.threads:
             self.procs.pop(proc.pid, None)
+            if proc.guardian is not None:
+                proc.guardian.done()  # nothing left to guard (and its pid may be reused)
 
     # ------------------------------------------------------------------ detach
     def detach(self) -> None:
@@ -1483,6 +1501,8 @@ class Tracer:
         for thread in proc.threads.values():
             self._restore_returns(thread)
             self._release_thread(thread)
+        if proc.guardian is not None:
+            proc.guardian.done()
         if proc.mem.pid == proc.pid:  # a vfork child's is its parent's
             proc.mem.close()
 
