@@ -44,14 +44,14 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
+import common
+from common import REPO, log
+
 TARGET = 0.25  # the project's goal: utrace's cost per hit is at most this share of ltrace's
 RUN_TIMEOUT = 120.0  # seconds for one run of one tool; a run that takes longer is dropped
 MULTIPLIER = 2654435761  # hot(i) = i * MULTIPLIER, as in loop.c
@@ -97,17 +97,6 @@ class Tool:
     times: Dict[int, float] = field(default_factory=dict)  # calls -> best wall seconds
 
 
-@dataclass
-class Run:
-    seconds: float
-    status: int
-    output: str
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
 def checksum(calls: int, workload: str = "hot") -> int:
     """What loop.c prints for ``calls``, modulo 2**64: the sum of hot(i), or of hot_buf(buf)."""
     if workload == "hot":
@@ -121,36 +110,9 @@ def checksum(calls: int, workload: str = "hot") -> int:
     return total % 2**64
 
 
-def build_loop(tmp: Path) -> Path:
-    exe = tmp / "loop"
-    subprocess.run(["gcc", "-O2", "-g", "-o", str(exe), str(HERE / "loop.c")], check=True)
-    return exe
-
-
 def target(loop: Path, calls: int, workload: str = "hot") -> List[str]:
     """The traced command: ``./loop N`` or ``./loop N buf``."""
     return [str(loop), str(calls)] + (["buf"] if workload == "buf" else [])
-
-
-def run_once(tool: Tool, calls: int, trace: str = "/dev/null") -> Optional[Run]:
-    """Run ``tool`` once on ``calls`` calls; None when it does not finish in time."""
-    argv = tool.command(calls, trace)
-    start = time.perf_counter()
-    try:
-        proc = subprocess.run(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=tool.env,
-            cwd=tool.cwd,
-            timeout=RUN_TIMEOUT,
-        )
-    except subprocess.TimeoutExpired:
-        log(f"warning: {tool.name}: no result within {RUN_TIMEOUT:.0f} s; row dropped")
-        return None
-    elapsed = time.perf_counter() - start
-    return Run(elapsed, proc.returncode, proc.stdout.decode(errors="replace"))
 
 
 # --- the tools ------------------------------------------------------------------------------------
@@ -179,8 +141,7 @@ count_utrace = count_lines(r": hot: \(")
 
 def utrace_tool(loop: Path, name: str, args: Sequence[str], count: Counter, **kw: Any) -> Tool:
     """``python3 -m utrace -o TRACE ARGS -- ./loop N``, the working tree's package."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    env = common.utrace_env()
     workload = kw.get("workload", "hot")
 
     def command(n: int, trace: str) -> List[str]:
@@ -425,11 +386,8 @@ def verify(tool: Tool, calls: int, tmp: Path) -> bool:
     """One run with the trace in a file: warn unless it saw every hit and the checksum is right."""
     slug = re.sub(r"\W+", "-", tool.name).strip("-")
     trace = tmp / f"trace-{tool.group}-{slug}.txt"
-    run = run_once(tool, calls, str(trace))
+    run = common.checked_run(tool, calls, trace, RUN_TIMEOUT)
     if run is None:
-        return False
-    if run.status != 0:
-        log(f"warning: {tool.name} exited with status {run.status}; row dropped:\n{run.output[-2000:]}")
         return False
     text = (trace.read_text(errors="replace") if trace.exists() else "") + run.output
     expected = checksum(calls, tool.workload)
@@ -452,18 +410,7 @@ def measure(tools: Sequence[Tool], args: argparse.Namespace) -> List[Tool]:
     for tool in tools:
         points = needed[tool.workload] if tool.role == "base" else {LOW, calls_for(tool, args)}
         jobs += [(tool, n) for n in sorted(points)]
-    dropped: set = set()
-    for rnd in range(args.repeat):
-        log(f"round {rnd + 1}/{args.repeat} ...")
-        for tool, n in jobs:
-            if id(tool) in dropped:
-                continue
-            run = run_once(tool, n)
-            if run is None or run.status != 0:
-                log(f"warning: {tool.name} failed on {n} calls; row dropped")
-                dropped.add(id(tool))
-                continue
-            tool.times[n] = min(tool.times.get(n, float("inf")), run.seconds)
+    dropped = common.best_of(jobs, args.repeat, RUN_TIMEOUT, warn=True)
     return [tool for tool in tools if id(tool) not in dropped]
 
 
@@ -575,8 +522,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         "--slower-calls", type=int, help="calls for gdb's x/64xb, finish and bt rows (default: calls / 40)"
     )
     p.add_argument("--repeat", type=int, default=5, help="runs per tool; the best is kept (default 5)")
-    p.add_argument("--cpu", type=int, help="the CPU every run is pinned to (default: the last one allowed)")
-    p.add_argument("--no-pin", action="store_true", help="let the scheduler place the tracer and the target")
+    common.add_pin_options(p)
     args = p.parse_args(argv)
     if args.slow_calls is None:
         args.slow_calls = max(LOW + 1, args.calls // 5)
@@ -585,20 +531,6 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     if min(args.calls, args.slow_calls, args.slower_calls) <= LOW or args.repeat < 1:
         p.error(f"--calls, --slow-calls and --slower-calls must be more than {LOW}, --repeat positive")
     return args
-
-
-def pin(args: argparse.Namespace) -> str:
-    """Pin this process, so every run it starts, to one CPU; say where things run."""
-    if args.no_pin:
-        return "not pinned"
-    allowed = os.sched_getaffinity(0)
-    cpu = max(allowed) if args.cpu is None else args.cpu
-    try:
-        os.sched_setaffinity(0, {cpu})
-    except OSError as err:
-        log(f"warning: cannot pin to CPU {cpu} ({err.strerror}); not pinned")
-        return "not pinned"
-    return f"every run pinned to CPU {cpu}"
 
 
 def collect_tools(loop: Path, tmp: Path, perf_event: Optional[str], notes: Notes) -> List[Tool]:
@@ -615,7 +547,7 @@ def collect_tools(loop: Path, tmp: Path, perf_event: Optional[str], notes: Notes
 
 
 def benchmark(args: argparse.Namespace, tmp: Path, notes: Notes) -> List[Row]:
-    loop = build_loop(tmp)
+    loop = common.build_loop(tmp, "loop")
     with perf_probe(loop) as event:
         tools = collect_tools(loop, tmp, event, notes)
         log("checking that every tool sees every hit ...")
@@ -632,18 +564,17 @@ def benchmark(args: argparse.Namespace, tmp: Path, notes: Notes) -> List[Row]:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
-    if shutil.which("gcc") is None:
-        log("gcc is missing: it builds bench/loop.c")
+    if not common.have_gcc("loop.c"):
         return 1
-    placement = pin(args)
+    placement = common.pin(args.no_pin, args.cpu)
     notes: Notes = {}
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="utrace-bench-") as tmp:
-        rows = benchmark(args, Path(tmp), notes)
+    with common.temp_dir() as tmp:
+        rows = benchmark(args, tmp, notes)
     if not rows:
         log("the untraced baseline did not run; no table")
         return 1
-    machine = f"Linux {os.uname().release}, {os.cpu_count()} CPUs, {placement}"
+    machine = common.machine(placement)
     print(f"per-hit cost of a probe, best of {args.repeat} runs each; {machine}\n")
     print_table(rows, notes)
     print_headline(rows, notes)

@@ -32,19 +32,16 @@ check does not hold. This is a benchmark, not a test: CI does not run it.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
-import subprocess
 import sys
-import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
+import common
+from common import REPO, log
+
 TARGET_ALL = 1.0  # utrace -S per traced call, against strace -f
 TARGET_ONE = 0.6  # utrace --syscalls=write per traced write, against strace -e trace=write (no seccomp)
 RUN_TIMEOUT = 300.0  # seconds for one run of one tool; a run that takes longer is dropped
@@ -70,47 +67,9 @@ class Tool:
         return iterations if self.traces == "write" else 2 * iterations
 
 
-@dataclass
-class Run:
-    seconds: float
-    status: int
-    output: str
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
 def expected_output(iterations: int) -> str:
     """What syscall_loop prints: the bytes written (1 + i % 8 per iteration) and N getppid calls."""
     return f"{sum(1 + i % 8 for i in range(iterations))} {iterations}"
-
-
-def build_loop(tmp: Path) -> Path:
-    exe = tmp / "syscall_loop"
-    subprocess.run(["gcc", "-O2", "-g", "-o", str(exe), str(HERE / "syscall_loop.c")], check=True)
-    return exe
-
-
-def run_once(tool: Tool, iterations: int, trace: str = os.devnull) -> Optional[Run]:
-    """Run ``tool`` once; None when it does not finish in time."""
-    argv = tool.command(iterations, trace)
-    start = time.perf_counter()
-    try:
-        proc = subprocess.run(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=tool.env,
-            cwd=tool.cwd,
-            timeout=RUN_TIMEOUT,
-        )
-    except subprocess.TimeoutExpired:
-        log(f"warning: {tool.name}: no result within {RUN_TIMEOUT:.0f} s; row dropped")
-        return None
-    elapsed = time.perf_counter() - start
-    return Run(elapsed, proc.returncode, proc.stdout.decode(errors="replace"))
 
 
 # --- the tools ------------------------------------------------------------------------------------
@@ -137,8 +96,7 @@ def collect_tools(loop: Path) -> List[Tool]:
                 reference="strace -e trace=write",
             ),
         ]
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    env = common.utrace_env()
 
     def utrace(option: str) -> Command:
         return lambda n, t: [sys.executable, "-m", "utrace", option, "-o", t, "--", exe, str(n)]
@@ -169,11 +127,8 @@ def count_lines(text: str) -> Tuple[int, int]:
 def verify(tool: Tool, iterations: int, tmp: Path) -> bool:
     """One run with the trace in a file: warn unless it saw the loop's calls and the output is right."""
     trace = tmp / ("trace-" + re.sub(r"\W+", "-", tool.name) + ".txt")
-    run = run_once(tool, iterations, str(trace))
+    run = common.checked_run(tool, iterations, trace, RUN_TIMEOUT)
     if run is None:
-        return False
-    if run.status != 0:
-        log(f"warning: {tool.name} exited with status {run.status}; row dropped:\n{run.output[-2000:]}")
         return False
     if expected_output(iterations) not in run.output:
         log(f"warning: {tool.name}: the program did not print {expected_output(iterations)!r}")
@@ -189,19 +144,9 @@ def verify(tool: Tool, iterations: int, tmp: Path) -> bool:
 
 def measure(tools: Sequence[Tool], iterations: int, repeat: int) -> List[Tool]:
     """Best wall time of each tool at N and at 0 iterations, round-robin; returns the tools that ran."""
-    dropped: set = set()
-    for rnd in range(repeat):
-        log(f"round {rnd + 1}/{repeat} ...")
-        for tool in tools:
-            for n in (0, iterations):
-                if tool.name in dropped:
-                    continue
-                run = run_once(tool, n)
-                if run is None or run.status != 0:
-                    dropped.add(tool.name)
-                    continue
-                tool.times[n] = min(tool.times.get(n, float("inf")), run.seconds)
-    return [tool for tool in tools if tool.name not in dropped]
+    jobs = [(tool, n) for tool in tools for n in (0, iterations)]
+    dropped = common.best_of(jobs, repeat, RUN_TIMEOUT, warn=False)
+    return [tool for tool in tools if id(tool) not in dropped]
 
 
 # --- the table ------------------------------------------------------------------------------------
@@ -277,45 +222,29 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--calls", type=int, default=20000, help="loop iterations per run (default 20000)")
     p.add_argument("--repeat", type=int, default=5, help="runs per tool; the best is kept (default 5)")
-    p.add_argument("--cpu", type=int, help="the CPU every run is pinned to (default: the last one allowed)")
-    p.add_argument("--no-pin", action="store_true", help="let the scheduler place the tracer and the target")
+    common.add_pin_options(p)
     args = p.parse_args(argv)
     if args.calls < 1 or args.repeat < 1:
         p.error("--calls and --repeat must be positive")
     return args
 
 
-def pin(args: argparse.Namespace) -> str:
-    """Pin this process, so every run it starts, to one CPU; say where things run."""
-    if args.no_pin:
-        return "not pinned"
-    allowed = os.sched_getaffinity(0)
-    cpu = max(allowed) if args.cpu is None else args.cpu
-    try:
-        os.sched_setaffinity(0, {cpu})
-    except OSError as err:
-        log(f"warning: cannot pin to CPU {cpu} ({err.strerror}); not pinned")
-        return "not pinned"
-    return f"every run pinned to CPU {cpu}"
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
-    if shutil.which("gcc") is None:
-        log("gcc is missing: it builds bench/syscall_loop.c")
+    if not common.have_gcc("syscall_loop.c"):
         return 1
-    placement = pin(args)
-    with tempfile.TemporaryDirectory(prefix="utrace-bench-") as tmp:
-        loop = build_loop(Path(tmp))
+    placement = common.pin(args.no_pin, args.cpu)
+    with common.temp_dir() as tmp:
+        loop = common.build_loop(tmp, "syscall_loop")
         tools = collect_tools(loop)
         log("checking that every tool traces the loop's calls ...")
-        tools = [tools[0]] + [t for t in tools[1:] if verify(t, args.calls, Path(tmp))]
+        tools = [tools[0]] + [t for t in tools[1:] if verify(t, args.calls, tmp)]
         tools = measure(tools, args.calls, args.repeat)
     if not tools or tools[0].name != "untraced":
         log("the untraced baseline did not run; no table")
         return 1
     rows = [make_row(t, tools[0], args.calls) for t in tools]
-    machine = f"Linux {os.uname().release}, {os.cpu_count()} CPUs, {placement}"
+    machine = common.machine(placement)
     print(
         f"per-syscall cost, {args.calls} iterations of getppid() + write(), "
         f"best of {args.repeat} runs each; {machine}\n"

@@ -40,13 +40,13 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-REPO = Path(__file__).resolve().parent.parent
+import common
+from common import REPO, log
+
 PTRACE_US = 32.7  # design.md: the Python ptrace tracer, per traced syscall (when not measured here)
 PTRACE_ROW = "utrace ptrace, getppid"  # the row measuring it
 TARGETS = {"recorded": 0.30, "not selected": 0.15}
@@ -142,17 +142,17 @@ def run_once(row: Row, calls: int, trace: str = os.devnull) -> Optional[Tuple[fl
 
 def verify(rows: List[Row], calls: int) -> None:
     """The rows with a trace file (strace, utrace ptrace): one run each must trace N getppid calls."""
-    with tempfile.TemporaryDirectory(prefix="utrace-bench-") as tmp:
+    with common.temp_dir() as tmp:
         for row in rows:
             if TRACE not in row.prefix:
                 continue
-            trace = Path(tmp) / "trace.txt"
+            trace = tmp / "trace.txt"
             if run_once(row, calls, str(trace)) is None:
                 continue
             seen = len(GETPPID_LINE.findall(trace.read_text(errors="replace") if trace.exists() else ""))
             if seen != calls:
                 row.notes.append(f"traced {seen} of {calls} getppid calls")
-                print(f"warning: {row.name} traced {seen} getppid calls, not {calls}", file=sys.stderr)
+                log(f"warning: {row.name} traced {seen} getppid calls, not {calls}")
 
 
 def measure(rows: List[Row], calls: int, repeat: int) -> None:
@@ -219,19 +219,6 @@ def report(rows: List[Row], calls: int, ptrace_us: Optional[float], placement: s
             print(f"{name} / ptrace tracer per call: {ratio:.3f}; target <= {target:.2f}: {met}")
 
 
-def pin(no_pin: bool) -> str:
-    """Pin this process, so every run it starts, to the last CPU it may use; say where things run."""
-    if no_pin:
-        return "not pinned"
-    cpu = max(os.sched_getaffinity(0))
-    try:
-        os.sched_setaffinity(0, {cpu})
-    except OSError as err:
-        print(f"warning: cannot pin to CPU {cpu} ({err.strerror}); not pinned", file=sys.stderr)
-        return "not pinned"
-    return f"every run pinned to CPU {cpu}"
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=50000, help="getppid calls per run (default 50000)")
@@ -240,9 +227,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         "--ptrace-us", type=float, help="the ptrace tracer's net µs per call (default: measured here)"
     )
     parser.add_argument("--no-seccomp", action="store_true", help="leave out the seccomp fallback rows")
-    parser.add_argument(
-        "--no-pin", action="store_true", help="let the scheduler place the tracer and the target"
-    )
+    common.add_pin_options(parser, cpu=False)
     args = parser.parse_args(argv)
     sys.path.insert(0, str(REPO))
     from utrace.selftrace import available_mechanism
@@ -253,8 +238,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     rows = make_rows(with_seccomp=not args.no_seccomp)
     if available_mechanism() != "dispatch":
         rows = [r for r in rows if "self-trace" not in r.name or "seccomp" in r.setup]
-    placement = pin(args.no_pin)
-    print(f"{placement}; checking the traced rows ...", file=sys.stderr, flush=True)
+    placement = common.pin(args.no_pin)
+    log(f"{placement}; checking the traced rows ...")
     verify(rows, args.calls)
     measure(rows, args.calls, args.repeat)
     report(rows, args.calls, args.ptrace_us, placement)
