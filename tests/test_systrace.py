@@ -150,3 +150,48 @@ def test_api_handler_denies_and_changes_results(sample):
     assert status == 1  # cat reports the error and fails, as with EACCES
     opened = [r for r in st.records if r.name == "openat" and r.injected]
     assert opened and opened[0].ret == -13
+
+
+def test_seccomp_set_with_execve_does_not_hang(utrace_cli, tmp_path):
+    """Regression: with execve in the seccomp set, the child stops at its own execve before utrace
+    read the exec-error pipe, and both waited for each other."""
+    out = tmp_path / "trace"
+    res = utrace_cli("--syscalls=%file,!close", "-o", str(out), "--", "cat", "/etc/hostname", timeout=30)
+    assert res.returncode == 0, res.stderr
+    assert 'openat(AT_FDCWD, "/etc/hostname", O_RDONLY) = 3' in out.read_text().splitlines()
+    res = utrace_cli("--syscalls=%file", "--", str(tmp_path / "nope"), timeout=30)
+    assert res.returncode == 127 and "No such file or directory" in res.stderr
+
+
+@pytest.mark.parametrize(
+    "when, rule",
+    [
+        ("2", lambda n: n == 2),
+        ("1+2", lambda n: n % 2 == 1),
+        ("1..2", lambda n: n <= 2),
+        ("3..5", lambda n: 3 <= n <= 5),
+    ],
+)
+def test_inject_when_ranges(strace_path, workdir, when, rule):
+    argv = ["/bin/cat", "/etc/hostname", "/etc/hostname", "/etc/hostname"]
+    spec = f"openat:error=ENOENT:when={when}"
+    theirs = normalize(
+        run_strace(strace_path, argv, ENV, workdir, ["-e", "trace=openat", f"--inject={spec}"])
+    )
+    ours = normalize(run_utrace(argv, workdir, ["--syscalls=openat", f"--inject={spec}"], check=False))
+    assert_same_trace(theirs, ours)
+    calls = [ln for ln in ours if ln.startswith("openat(")]
+    assert [i + 1 for i, ln in enumerate(calls) if "INJECTED" in ln] == [
+        n for n in range(1, len(calls) + 1) if rule(n)
+    ]
+
+
+def test_inject_open_ended_range(workdir):
+    """``when=N..`` (newer strace): from the Nth call on."""
+    argv = ["/bin/cat", "/etc/hostname", "/etc/hostname", "/etc/hostname"]
+    ours = run_utrace(
+        argv, workdir, ["--syscalls=openat", "--inject=openat:error=ENOENT:when=2.."], check=False
+    )
+    calls = [ln for ln in ours if ln.startswith("openat(")]
+    assert len(calls) > 3
+    assert [("INJECTED" in ln) for ln in calls] == [False] + [True] * (len(calls) - 1)

@@ -358,18 +358,20 @@ class Tracer:
         finally:
             os.close(ready_r)
             os.close(go_w)
-        failure = os.read(err_r, 4)
-        os.close(err_r)
-        if failure:
-            os.waitpid(pid, 0)
-            code = struct.unpack("<i", failure)[0]
-            exit_code = 127 if code == errno.ENOENT else 126
-            raise LaunchError(argv[0], os.strerror(code), exit_code)
+        # Wait for the exec (or the child's exit when exec failed) before reading the error pipe:
+        # with a seccomp filter that selects execve, the child stops at its execve first.
         while True:
-            status = self._wait_for(pid)
+            _, status = self._wait_any(pid)
+            if not kernel.WIFSTOPPED(status):
+                failure = os.read(err_r, 4)
+                os.close(err_r)
+                code = struct.unpack("<i", failure)[0] if len(failure) == 4 else errno.ENOEXEC
+                exit_code = 127 if code == errno.ENOENT else 126
+                raise LaunchError(argv[0], os.strerror(code), exit_code)
             if kernel.WPTRACEEVENT(status) != kernel.PTRACE_EVENT_SECCOMP:
                 break
             kernel.ptrace_cont(pid)  # the child's own calls between seccomp() and execve
+        os.close(err_r)
         if kernel.WPTRACEEVENT(status) != kernel.PTRACE_EVENT_EXEC:
             raise TargetError(f"{argv[0]}: unexpected stop {status:#x} at start")
         proc = self._new_process(pid)
@@ -378,6 +380,14 @@ class Tracer:
             self.systrace.exec_done(thread, argv, _which(argv[0]))
         self._after_exec(thread)
         self._loop_until_paused()
+
+    @staticmethod
+    def _wait_any(tid: int) -> Tuple[int, int]:
+        """waitpid for one thread, any stop or exit (EINTR retried)."""
+        while True:
+            pid, status = kernel.waitpid(tid, kernel.WALL)
+            if pid:
+                return pid, status
 
     def _wait_for(self, tid: int) -> int:
         while True:

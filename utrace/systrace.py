@@ -86,7 +86,7 @@ class InjectRule:
         return -self.error if self.error is not None else int(self.retval or 0)
 
 
-_WHEN = re.compile(r"(?P<first>\d+)(?:\.\.(?P<last>\d+))?(?:\+(?P<step>\d+))?$")
+_WHEN = re.compile(r"(?P<first>\d+)(?:(?P<range>\.\.)(?P<last>\d*))?(?:\+(?P<step>\d+))?$")
 
 
 def parse_inject(spec: str) -> InjectRule:
@@ -113,7 +113,8 @@ def parse_inject(spec: str) -> InjectRule:
             if m is None:
                 raise UsageError(f"bad --inject {spec!r}: when=FIRST[..LAST][+STEP]")
             rule.first = int(m["first"])
-            rule.last = int(m["last"]) if m["last"] else None
+            # strace: "N" is that call only, "N.." from N on, "N..M" from N to M
+            rule.last = int(m["last"]) if m["last"] else (None if m["range"] or m["step"] else rule.first)
             rule.step = int(m["step"]) if m["step"] else 1
         else:
             raise UsageError(f"bad --inject {spec!r}: expected {usage}")
