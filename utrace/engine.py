@@ -263,7 +263,11 @@ class Tracer:
 
     @staticmethod
     def _seccomp_ok() -> bool:
-        return os.path.exists("/proc/self/status") and "Seccomp:" in open("/proc/self/status").read()
+        try:
+            with open("/proc/self/status") as f:
+                return "Seccomp:" in f.read()
+        except OSError:
+            return False
 
     def _cont(self, thread: Thread, sig: int = 0) -> None:
         if self._sys_all or thread.sys_rec is not None:
@@ -388,15 +392,6 @@ class Tracer:
             pid, status = kernel.waitpid(tid, kernel.WALL)
             if pid:
                 return pid, status
-
-    def _wait_for(self, tid: int) -> int:
-        while True:
-            pid, status = kernel.waitpid(tid, kernel.WALL)
-            if pid == 0:
-                continue
-            if not kernel.WIFSTOPPED(status):
-                raise ProcessGone(tid)
-            return status
 
     def _after_exec(self, thread: Thread) -> None:
         """A fresh program in ``thread``'s process, stopped at its exec: watch the dynamic linker.
@@ -1094,22 +1089,14 @@ class Tracer:
         thread.fix_rip = None
         self._resume(thread)
 
-    def _restore_returns(self, thread: Thread, count_missed: bool = True) -> None:
-        """Put every hijacked return address of a thread back (detach, exceptions, a fork child)."""
+    def _restore_returns(self, thread: Thread) -> None:
+        """Detach: put every hijacked return address of a thread back; those returns are missed."""
         proc = thread.process
-        if not thread.rstack or not proc.xol.areas:
-            thread.rstack.clear()
-            return
-        tramp = proc.xol.ret_trampoline.to_bytes(8, "little")
         for instance in reversed(thread.rstack):
-            try:
-                if proc.mem.read(instance.rsp, 8) == tramp:
-                    proc.mem.write(instance.rsp, instance.orig_ret.to_bytes(8, "little"))
-            except OSError:
-                pass
-            if count_missed:
-                for probe in instance.probes:
-                    probe.missed += 1
+            if proc.xol.areas:
+                _swap_return(proc.mem, instance, instance.orig_ret, proc.xol.ret_trampoline)
+            for probe in instance.probes:
+                probe.missed += 1
         thread.rstack.clear()
 
     def _unwind_started(self, thread: Thread) -> None:
@@ -1119,7 +1106,7 @@ class Tracer:
         proc = thread.process
         for instance in thread.rstack:
             if not instance.restored:
-                self._write_return(proc, instance, instance.orig_ret, proc.xol.ret_trampoline)
+                _swap_return(proc.mem, instance, instance.orig_ret, proc.xol.ret_trampoline)
                 instance.restored = True
 
     def _exception_caught(self, thread: Thread) -> None:
@@ -1132,7 +1119,7 @@ class Tracer:
             if not instance.restored:
                 kept.append(instance)
             elif instance.rsp > sp:
-                self._write_return(proc, instance, proc.xol.ret_trampoline, instance.orig_ret)
+                _swap_return(proc.mem, instance, proc.xol.ret_trampoline, instance.orig_ret)
                 instance.restored = False
                 kept.append(instance)
             else:
@@ -1140,14 +1127,6 @@ class Tracer:
                     probe.missed += 1
         thread.rstack[:] = kept
 
-    @staticmethod
-    def _write_return(proc: Process, instance: RetInstance, value: int, expected: int) -> None:
-        """Swap the return address slot of ``instance`` to ``value`` if it still holds ``expected``."""
-        try:
-            if int.from_bytes(proc.mem.read(instance.rsp, 8), "little") == expected:
-                proc.mem.write(instance.rsp, value.to_bytes(8, "little"))
-        except OSError:
-            pass
 
     def _watch_unwinder(self) -> None:
         """C++ exceptions unwind with libgcc_s, which cannot step through a frame whose return
@@ -1356,13 +1335,11 @@ class Tracer:
             try:
                 for site in parent.sites.values():
                     mem.write(site.addr, site.orig[:1])
-                if forker.rstack:
+                if forker.rstack and parent.xol.areas:
                     # its copy of the forking thread's stack holds trampoline addresses: put the real
                     # return addresses back, or its returns would hit an int3 nobody handles
-                    tramp = parent.xol.ret_trampoline.to_bytes(8, "little") if parent.xol.areas else b""
                     for instance in forker.rstack:
-                        if mem.read(instance.rsp, 8) == tramp:
-                            mem.write(instance.rsp, instance.orig_ret.to_bytes(8, "little"))
+                        _swap_return(mem, instance, instance.orig_ret, parent.xol.ret_trampoline)
             finally:
                 mem.close()
             kernel.ptrace_detach(pid)
@@ -1692,6 +1669,15 @@ def _exit_code(status: int) -> int:
     if os.WIFSIGNALED(status):
         return 128 + os.WTERMSIG(status)
     return os.WEXITSTATUS(status)
+
+
+def _swap_return(mem: kernel.ProcMem, instance: RetInstance, value: int, expected: int) -> None:
+    """Set the return-address slot of ``instance`` to ``value`` if it still holds ``expected``."""
+    try:
+        if int.from_bytes(mem.read(instance.rsp, 8), "little") == expected:
+            mem.write(instance.rsp, value.to_bytes(8, "little"))
+    except OSError:
+        pass  # the stack is gone (the thread exited) or was never there
 
 
 def _sharing(pid: int, parent: Process, follow: bool) -> Process:
