@@ -238,57 +238,64 @@ def test_dlopen_in_attach_mode(sample, tmp_path):
 
 
 # --- detach at any moment, and a tracer that dies --------------------------------------------------------
-def test_detach_while_threads_are_busy_in_slots(sample):
+@pytest.fixture
+def self_checking_threads(sample):
+    """``threads 4 0 SLEEP until``: four threads call tick() until told to stop, checking every result
+    themselves. ``start(sleep_us)`` returns the running process; ``finish(proc)`` stops it and asserts
+    that it ends normally and saw only right results."""
+    procs = []
+
+    def start(sleep_us: int) -> subprocess.Popen:
+        proc = subprocess.Popen([sample("threads"), "4", "0", str(sleep_us), "until"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True)  # fmt: skip
+        procs.append(proc)
+        assert proc.stdout.readline() == "running\n"
+        return proc
+
+    def finish(proc: subprocess.Popen) -> None:
+        proc.stdin.write("stop\n")
+        proc.stdin.close()
+        assert proc.wait(timeout=60) == 0
+        assert proc.stdout.read() == "consistent\n"
+
+    yield start, finish
+    for proc in procs:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+
+
+def test_detach_while_threads_are_busy_in_slots(self_checking_threads):
     """Tight loops on a probed function: at each detach threads are inside slots or stopped at the
     int3; afterwards every call still returns the right value and the program ends normally."""
-    exe = sample("threads")
-    target = subprocess.Popen([exe, "4", "0", "0", "until"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              text=True)  # fmt: skip
-    try:
-        assert target.stdout.readline() == "running\n"
-        for _ in range(5):
-            counter = Count()
-            with utrace.attach(target.pid, output=quiet()) as t:
-                t.add_probe("tick", counter)
-                t.run(duration=0.1)
-            assert counter.total > 0
-            assert target.poll() is None
-        target.stdin.write("stop\n")
-        target.stdin.close()
-        assert target.wait(timeout=60) == 0
-        assert target.stdout.read() == "consistent\n"
-    finally:
-        target.kill()
-        target.wait()
-        target.stdout.close()
+    start, finish = self_checking_threads
+    target = start(0)
+    for _ in range(5):
+        counter = Count()
+        with utrace.attach(target.pid, output=quiet()) as t:
+            t.add_probe("tick", counter)
+            t.run(duration=0.1)
+        assert counter.total > 0
+        assert target.poll() is None
+    finish(target)
 
 
-def test_attach_detach_stress_50_times(sample):
+def test_attach_detach_stress_50_times(self_checking_threads):
     """50 attach/detach cycles on a multi-threaded program while it works: every traced call must
     return what the program computes inline (it checks each one), and it must never crash."""
-    exe = sample("threads")
-    target = subprocess.Popen([exe, "4", "0", "200", "until"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              text=True)  # fmt: skip
-    try:
-        assert target.stdout.readline() == "running\n"
-        seen = 0
-        for _ in range(50):
-            counter = Count()
-            with utrace.attach(target.pid, output=quiet()) as t:
-                t.add_probe("tick", counter)
-                t.run(duration=0.02)
-            seen += counter.total
-            assert target.poll() is None, "the target died during the stress"
-            assert not code_differs_from_file(target.pid, "tick")
-        assert seen > 0
-        target.stdin.write("stop\n")
-        target.stdin.close()
-        assert target.wait(timeout=60) == 0
-        assert target.stdout.read() == "consistent\n"
-    finally:
-        target.kill()
-        target.wait()
-        target.stdout.close()
+    start, finish = self_checking_threads
+    target = start(200)
+    seen = 0
+    for _ in range(50):
+        counter = Count()
+        with utrace.attach(target.pid, output=quiet()) as t:
+            t.add_probe("tick", counter)
+            t.run(duration=0.02)
+        seen += counter.total
+        assert target.poll() is None, "the target died during the stress"
+        assert not code_differs_from_file(target.pid, "tick")
+    assert seen > 0
+    finish(target)
 
 
 def test_launched_target_dies_with_a_killed_tracer(sample, tmp_path):
