@@ -176,6 +176,13 @@ class _LruCache(OrderedDict):
             self.move_to_end(key)
         return value
 
+    def per_file(self, module_or_elf: Module | ElfFile, build: Callable[[ElfFile], Any]) -> Any:
+        """The table of this file, built with ``build`` once per file content (keyed by build-id)."""
+        elf = _elf_of(module_or_elf)
+        key = _file_key(elf)
+        table = self.recall(key)
+        return self.remember(key, build(elf)) if table is None else table
+
 
 _CFI_TABLES = _LruCache(64)
 _LINE_TABLES = _LruCache(64)
@@ -372,12 +379,7 @@ def _read_eh_frame_hdr(data: bytes, hdr_addr: int, eh_frame_addr: int) -> list[t
 
 def cfi_table(module_or_elf: Module | ElfFile) -> CfiTable:
     """The file's CFI table, built once per file content (keyed by build-id) and cached."""
-    elf = _elf_of(module_or_elf)
-    key = _file_key(elf)
-    table = _CFI_TABLES.recall(key)
-    if table is None:
-        table = _CFI_TABLES.remember(key, CfiTable(elf))
-    return cast(CfiTable, table)
+    return cast(CfiTable, _CFI_TABLES.per_file(module_or_elf, CfiTable))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -652,12 +654,7 @@ def _line_source(elf: ElfFile) -> ElfFile | None:
 
 def line_table(module_or_elf: Module | ElfFile) -> LineTable:
     """The file's line table, built once per file content (keyed by build-id) and cached."""
-    elf = _elf_of(module_or_elf)
-    key = _file_key(elf)
-    table = _LINE_TABLES.recall(key)
-    if table is None:
-        table = _LINE_TABLES.remember(key, LineTable(elf))
-    return cast(LineTable, table)
+    return cast(LineTable, _LINE_TABLES.per_file(module_or_elf, LineTable))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -731,12 +728,7 @@ _PLT_NAMES = _LruCache(64)
 
 def plt_names(module_or_elf: Module | ElfFile) -> PltNames:
     """The file's PLT entry names, built on first use and cached like the CFI tables."""
-    elf = _elf_of(module_or_elf)
-    key = _file_key(elf)
-    names = _PLT_NAMES.recall(key)
-    if names is None:
-        names = _PLT_NAMES.remember(key, PltNames(elf))
-    return cast(PltNames, names)
+    return cast(PltNames, _PLT_NAMES.per_file(module_or_elf, PltNames))
 
 
 # --------------------------------------------------------------------------------------------------
