@@ -1127,7 +1127,6 @@ class Tracer:
                     probe.missed += 1
         thread.rstack[:] = kept
 
-
     def _watch_unwinder(self) -> None:
         """C++ exceptions unwind with libgcc_s, which cannot step through a frame whose return
         address is the trampoline (no FDE for it: std::terminate). Its entry points are probed to
