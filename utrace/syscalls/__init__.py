@@ -2,7 +2,8 @@
 
 The engine (ptrace syscall stops) and the in-process SIGSYS mode build :class:`SyscallRecord`s with
 :func:`capture_entry` and :func:`capture_exit`, which copy the user memory the kernel reads and
-writes; :func:`format_call` and friends print them as strace does, :func:`format_raw` as hex.
+writes (:func:`has_exit_capture`: whether a call can write any); :func:`format_call` and friends
+print them as strace does, :func:`format_raw` as hex.
 
 Layout: ``_table`` (generated numbers and names), ``groups`` (classes, ``-e trace=`` sets),
 ``signatures`` (argument kinds per call), ``capture`` (memory per kind), ``structs`` (parsing of
@@ -12,7 +13,7 @@ kernel structures), ``xlat`` (flag and enum names), ``decoders``/``fmt``/``rende
 from __future__ import annotations
 
 from ._table import SYSCALL_NAMES
-from .capture import capture_entry, capture_exit, readers_for
+from .capture import capture_entry, capture_exit, has_exit_capture, readers_for
 from .groups import GROUPS, SYSCALL_NUMBERS, parse_syscall_set
 from .record import SyscallRecord
 from .render import format_call, format_entry, format_raw, format_resumed
@@ -28,6 +29,7 @@ __all__ = [
     "format_entry",
     "format_raw",
     "format_resumed",
+    "has_exit_capture",
     "parse_syscall_set",
     "readers_for",
 ]

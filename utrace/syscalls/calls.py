@@ -302,11 +302,15 @@ def _bitset(value: int) -> str:
     return "FUTEX_BITSET_MATCH_ANY" if value == 0xFFFFFFFF else fmt.hexnum(value)
 
 
+_futex_timeout = struct_in(S.parse_timespec, show_timespec)
+_TS_IN = ArgSpec("ts_in")
+
+
 def call_futex(c: RenderCtx) -> List[Piece]:
     uaddr, op, val, timeout, uaddr2, val3 = c.args
     op = fmt.u32(op)
     cmd, val, val2, val3 = op & 0x7F, fmt.u32(val), fmt.u32(timeout), fmt.u32(val3)
-    ts = struct_in(S.parse_timespec, show_timespec)(c, 3, ArgSpec("ts_in")) or fmt.pointer(timeout)
+    ts = _futex_timeout(c, 3, _TS_IN) or fmt.pointer(timeout)
     texts = [fmt.pointer(uaddr), futex_op(op)]
     if cmd == 0:  # FUTEX_WAIT
         texts += [str(val), ts]
@@ -373,7 +377,8 @@ def call_sigreturn(c: RenderCtx) -> List[Piece]:
     return [(f"{{mask={fmt.sigset(mask)}}}", False)]
 
 
-CALL_DECODERS: Dict[str, Callable[[RenderCtx], List[Piece]]] = {
+WholeDecoder = Callable[[RenderCtx], List[Piece]]
+CALL_DECODERS: Dict[str, WholeDecoder] = {
     "clone": call_clone,
     "futex": call_futex,
     "prctl": call_prctl,

@@ -17,7 +17,7 @@ from typing import Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 from . import structs as S
 from . import xlat
 from ._table import SYSCALL_NAMES
-from .signatures import ArgSpec, prototype
+from .signatures import OPAQUE_KINDS, ArgSpec, prototype
 
 Capture = List[Tuple[int, bytes]]
 ReadFn = Callable[[int, int], bytes]
@@ -34,6 +34,8 @@ MAX_BUFFER = 1 << 24  # a data buffer is read whole up to this (16 MiB), whateve
 class Reader:
     """Safe reads: None instead of OSError, buffers capped at ``limit`` bytes (None: no cap)."""
 
+    __slots__ = ("_read", "_read_string", "limit")
+
     def __init__(self, read: ReadFn, read_string: ReadFn, limit: Optional[int]) -> None:
         self._read = read
         self._read_string = read_string
@@ -43,14 +45,15 @@ class Reader:
         if addr == 0 or size <= 0:
             return None
         try:
-            return bytes(self._read(addr, size))
+            data = self._read(addr, size)
+            return data if type(data) is bytes else bytes(data)
         except (OSError, ValueError, OverflowError, MemoryError):
             return None
 
     def buf(self, addr: int, size: int) -> Optional[bytes]:
         """A data buffer (read/write payloads): capped at the limit."""
-        size = min(size, MAX_BUFFER if self.limit is None else self.limit)
-        return self.mem(addr, size)
+        cap = MAX_BUFFER if self.limit is None else self.limit
+        return self.mem(addr, size if size < cap else cap)
 
     def cstr(self, addr: int, maxlen: int = PATH_MAX) -> Optional[bytes]:
         """A C string with its NUL, or maxlen bytes without one when it is longer."""
@@ -66,17 +69,20 @@ class Reader:
         return data + b"\0" if len(data) < maxlen else data
 
 
-class CaptureCtx:
-    """What a rule sees: the reader, the raw arguments and, at exit, the result."""
+class CaptureCtx(Reader):
+    """What a rule sees: safe reads (a :class:`Reader` itself), the raw arguments and, at exit, the result."""
 
-    def __init__(self, r: Reader, args: Sequence[int], ret: Optional[int]) -> None:
-        self.r = r
-        self.args = args
+    __slots__ = ("args", "ret", "ok")
+
+    def __init__(
+        self, read: ReadFn, read_string: ReadFn, limit: Optional[int], args: Sequence[int], ret: Optional[int]
+    ) -> None:
+        self._read = read
+        self._read_string = read_string
+        self.limit = limit
+        self.args = args if len(args) == 6 and type(args) is tuple else tuple(args) + (0,) * (6 - len(args))
         self.ret = ret
-
-    @property
-    def ok(self) -> bool:
-        return self.ret is not None and not -4096 < self.ret < 0
+        self.ok = ret is not None and not -4096 < ret < 0  # the call succeeded (at exit)
 
     @property
     def errno(self) -> Optional[int]:
@@ -92,14 +98,14 @@ def _one(addr: int, data: Optional[bytes]) -> Capture:
 
 def _fixed(size: int) -> Rule:
     def rule(c: CaptureCtx, i: int, spec: ArgSpec) -> Capture:
-        return _one(c.args[i], c.r.mem(c.args[i], size))
+        return _one(c.args[i], c.mem(c.args[i], size))
 
     return rule
 
 
 def _fixed_ok(size: int) -> Rule:
     def rule(c: CaptureCtx, i: int, spec: ArgSpec) -> Capture:
-        return _one(c.args[i], c.r.mem(c.args[i], size)) if c.ok else []
+        return _one(c.args[i], c.mem(c.args[i], size)) if c.ok else []
 
     return rule
 
@@ -111,23 +117,24 @@ def _param(c: CaptureCtx, spec: ArgSpec) -> int:
 
 # --- entry rules -------------------------------------------------------------------------------------
 def _cstr(c: CaptureCtx, i: int, spec: ArgSpec) -> Capture:
-    return _one(c.args[i], c.r.cstr(c.args[i]))
+    return _one(c.args[i], c.cstr(c.args[i]))
 
 
 def _ibuf(c: CaptureCtx, i: int, spec: ArgSpec) -> Capture:
-    return _one(c.args[i], c.r.buf(c.args[i], _param(c, spec)))
+    addr = c.args[i]
+    return _one(addr, c.buf(addr, _param(c, spec)))
 
 
 def _sized_in(cap: int) -> Rule:
     def rule(c: CaptureCtx, i: int, spec: ArgSpec) -> Capture:
-        return _one(c.args[i], c.r.mem(c.args[i], min(_param(c, spec) & 0xFFFFFFFF, cap)))
+        return _one(c.args[i], c.mem(c.args[i], min(_param(c, spec) & 0xFFFFFFFF, cap)))
 
     return rule
 
 
 def _sigact_in(c: CaptureCtx, i: int, spec: ArgSpec) -> Capture:
     size = S.SIZEOF_SIGACTION + min(_param(c, spec), MAX_SIGSETSIZE)
-    return _one(c.args[i], c.r.mem(c.args[i], size))
+    return _one(c.args[i], c.mem(c.args[i], size))
 
 
 def iovec_array(r: Reader, addr: int, count: int) -> Tuple[Capture, List[Tuple[int, int]]]:
@@ -155,60 +162,60 @@ def _iov_buffers(r: Reader, iovs: List[Tuple[int, int]], total: Optional[int]) -
 
 
 def _iov_in(c: CaptureCtx, i: int, spec: ArgSpec) -> Capture:
-    array, iovs = iovec_array(c.r, c.args[i], _param(c, spec))
-    return array + _iov_buffers(c.r, iovs, None)
+    array, iovs = iovec_array(c, c.args[i], _param(c, spec))
+    return array + _iov_buffers(c, iovs, None)
 
 
 def _iov_array_only(c: CaptureCtx, i: int, spec: ArgSpec) -> Capture:
-    return iovec_array(c.r, c.args[i], _param(c, spec))[0]
+    return iovec_array(c, c.args[i], _param(c, spec))[0]
 
 
 def _msg_in(c: CaptureCtx, i: int, spec: ArgSpec) -> Capture:
     addr = c.args[i]
-    head = c.r.mem(addr, S.SIZEOF_MSGHDR)
+    head = c.mem(addr, S.SIZEOF_MSGHDR)
     msg = S.parse_msghdr(head) if head else None
     if head is None or msg is None:
         return []
     out: Capture = [(addr, head)]
-    out += _one(msg.name, c.r.mem(msg.name, min(msg.namelen, MAX_SOCKADDR)))
-    array, iovs = iovec_array(c.r, msg.iov, msg.iovlen)
-    out += array + _iov_buffers(c.r, iovs, None)
-    out += _one(msg.control, c.r.mem(msg.control, min(msg.controllen, MAX_STRUCT)))
+    out += _one(msg.name, c.mem(msg.name, min(msg.namelen, MAX_SOCKADDR)))
+    array, iovs = iovec_array(c, msg.iov, msg.iovlen)
+    out += array + _iov_buffers(c, iovs, None)
+    out += _one(msg.control, c.mem(msg.control, min(msg.controllen, MAX_STRUCT)))
     return out
 
 
 def _msg_out_entry(c: CaptureCtx, i: int, spec: ArgSpec) -> Capture:
     addr = c.args[i]
-    head = c.r.mem(addr, S.SIZEOF_MSGHDR)
+    head = c.mem(addr, S.SIZEOF_MSGHDR)
     msg = S.parse_msghdr(head) if head else None
     if head is None or msg is None:
         return []
-    return [(addr, head)] + iovec_array(c.r, msg.iov, msg.iovlen)[0]
+    return [(addr, head)] + iovec_array(c, msg.iov, msg.iovlen)[0]
 
 
 def _pollfds(c: CaptureCtx, i: int, spec: ArgSpec) -> Capture:
     count = _param(c, spec) & 0xFFFFFFFF
     if count > MAX_ARRAY:
         return []
-    return _one(c.args[i], c.r.mem(c.args[i], count * S.SIZEOF_POLLFD))
+    return _one(c.args[i], c.mem(c.args[i], count * S.SIZEOF_POLLFD))
 
 
 def _fdset(c: CaptureCtx, i: int, spec: ArgSpec) -> Capture:
     nfds = _param(c, spec) & 0xFFFFFFFF
     if nfds == 0 or nfds > 1 << 20:
         return []
-    return _one(c.args[i], c.r.mem(c.args[i], (nfds + 63) // 64 * 8))
+    return _one(c.args[i], c.mem(c.args[i], (nfds + 63) // 64 * 8))
 
 
 def _argv(c: CaptureCtx, i: int, spec: ArgSpec) -> Capture:
     addr = c.args[i]
-    data = c.r.mem(addr, 8 * (MAX_ARRAY + 1)) or _read_ptr_array_slow(c.r, addr)
+    data = c.mem(addr, 8 * (MAX_ARRAY + 1)) or _read_ptr_array_slow(c, addr)
     if data is None:
         return []
     ptrs = S.ptr_array(data)
     out: Capture = [(addr, data[: 8 * (len(ptrs) + 1)])]
     for p in ptrs:
-        out += _one(p, c.r.cstr(p, 32 * PATH_MAX))
+        out += _one(p, c.cstr(p, 32 * PATH_MAX))
     return out
 
 
@@ -227,15 +234,15 @@ def _read_ptr_array_slow(r: Reader, addr: int) -> Optional[bytes]:
 
 def _gids_in(c: CaptureCtx, i: int, spec: ArgSpec) -> Capture:
     count = _param(c, spec) & 0xFFFFFFFF
-    return _one(c.args[i], c.r.mem(c.args[i], 4 * min(count, 65536)))
+    return _one(c.args[i], c.mem(c.args[i], 4 * min(count, 65536)))
 
 
 def _sockopt_in(c: CaptureCtx, i: int, spec: ArgSpec) -> Capture:
-    return _one(c.args[i], c.r.mem(c.args[i], min(_param(c, spec) & 0xFFFFFFFF, MAX_STRUCT)))
+    return _one(c.args[i], c.mem(c.args[i], min(_param(c, spec) & 0xFFFFFFFF, MAX_STRUCT)))
 
 
 def _xattr_in(c: CaptureCtx, i: int, spec: ArgSpec) -> Capture:
-    return _one(c.args[i], c.r.buf(c.args[i], _param(c, spec)))
+    return _one(c.args[i], c.buf(c.args[i], _param(c, spec)))
 
 
 def _sigreturn(c: CaptureCtx, i: int, spec: ArgSpec) -> Capture:
@@ -247,27 +254,27 @@ def _obuf(c: CaptureCtx, i: int, spec: ArgSpec) -> Capture:
     if not c.ok or c.ret is None or c.ret <= 0:
         return []
     size = min(c.ret, _param(c, spec))
-    return _one(c.args[i], c.r.buf(c.args[i], size))
+    return _one(c.args[i], c.buf(c.args[i], size))
 
 
 def _ret_sized(c: CaptureCtx, i: int, spec: ArgSpec) -> Capture:
     if not c.ok or c.ret is None or c.ret <= 0:
         return []
-    return _one(c.args[i], c.r.mem(c.args[i], min(c.ret, 1 << 20)))
+    return _one(c.args[i], c.mem(c.args[i], min(c.ret, 1 << 20)))
 
 
 def _sockaddr_out(c: CaptureCtx, i: int, spec: ArgSpec) -> Capture:
     if not c.ok:
         return []
     lenp = _param(c, spec)
-    length = S.u32(c.r.mem(lenp, 4) or b"")
+    length = S.u32(c.mem(lenp, 4) or b"")
     if length is None:
         return []
-    return _one(c.args[i], c.r.mem(c.args[i], min(length, MAX_SOCKADDR)))
+    return _one(c.args[i], c.mem(c.args[i], min(length, MAX_SOCKADDR)))
 
 
 def _socklen(c: CaptureCtx, i: int, spec: ArgSpec) -> Capture:
-    return _one(c.args[i], c.r.mem(c.args[i], 4))
+    return _one(c.args[i], c.mem(c.args[i], 4))
 
 
 def _socklen_exit(c: CaptureCtx, i: int, spec: ArgSpec) -> Capture:
@@ -281,29 +288,29 @@ def _sigact_out(c: CaptureCtx, i: int, spec: ArgSpec) -> Capture:
 def _sigset_out(c: CaptureCtx, i: int, spec: ArgSpec) -> Capture:
     if not c.ok:
         return []
-    return _one(c.args[i], c.r.mem(c.args[i], min(_param(c, spec), MAX_SIGSETSIZE)))
+    return _one(c.args[i], c.mem(c.args[i], min(_param(c, spec), MAX_SIGSETSIZE)))
 
 
 def _iov_out(c: CaptureCtx, i: int, spec: ArgSpec) -> Capture:
     if not c.ok or c.ret is None:
         return []
-    _, iovs = iovec_array(c.r, c.args[i], _param(c, spec))
-    return _iov_buffers(c.r, iovs, c.ret)
+    _, iovs = iovec_array(c, c.args[i], _param(c, spec))
+    return _iov_buffers(c, iovs, c.ret)
 
 
 def _msg_out(c: CaptureCtx, i: int, spec: ArgSpec) -> Capture:
     if not c.ok or c.ret is None:
         return []
     addr = c.args[i]
-    head = c.r.mem(addr, S.SIZEOF_MSGHDR)
+    head = c.mem(addr, S.SIZEOF_MSGHDR)
     msg = S.parse_msghdr(head) if head else None
     if head is None or msg is None:
         return []
     out: Capture = [(addr, head)]
-    out += _one(msg.name, c.r.mem(msg.name, min(msg.namelen, MAX_SOCKADDR)))
-    _, iovs = iovec_array(c.r, msg.iov, msg.iovlen)
-    out += _iov_buffers(c.r, iovs, c.ret)
-    out += _one(msg.control, c.r.mem(msg.control, min(msg.controllen, MAX_STRUCT)))
+    out += _one(msg.name, c.mem(msg.name, min(msg.namelen, MAX_SOCKADDR)))
+    _, iovs = iovec_array(c, msg.iov, msg.iovlen)
+    out += _iov_buffers(c, iovs, c.ret)
+    out += _one(msg.control, c.mem(msg.control, min(msg.controllen, MAX_STRUCT)))
     return out
 
 
@@ -318,38 +325,38 @@ def _fdset_exit(c: CaptureCtx, i: int, spec: ArgSpec) -> Capture:
 def _epevs_out(c: CaptureCtx, i: int, spec: ArgSpec) -> Capture:
     if not c.ok or not c.ret:
         return []
-    return _one(c.args[i], c.r.mem(c.args[i], min(c.ret, MAX_ARRAY) * S.SIZEOF_EPOLL_EVENT))
+    return _one(c.args[i], c.mem(c.args[i], min(c.ret, MAX_ARRAY) * S.SIZEOF_EPOLL_EVENT))
 
 
 def _status_out(c: CaptureCtx, i: int, spec: ArgSpec) -> Capture:
-    return _one(c.args[i], c.r.mem(c.args[i], 4)) if c.ok and c.ret else []
+    return _one(c.args[i], c.mem(c.args[i], 4)) if c.ok and c.ret else []
 
 
 def _ts_rem(c: CaptureCtx, i: int, spec: ArgSpec) -> Capture:
     interrupted = c.errno is not None and (c.errno == 4 or c.errno in xlat.RESTART_ERRNOS)
-    return _one(c.args[i], c.r.mem(c.args[i], S.SIZEOF_TIMESPEC)) if interrupted else []
+    return _one(c.args[i], c.mem(c.args[i], S.SIZEOF_TIMESPEC)) if interrupted else []
 
 
 def _mincore_out(c: CaptureCtx, i: int, spec: ArgSpec) -> Capture:
     if not c.ok:
         return []
     pages = min((_param(c, spec) + 4095) // 4096, MAX_STRUCT)
-    return _one(c.args[i], c.r.mem(c.args[i], pages))
+    return _one(c.args[i], c.mem(c.args[i], pages))
 
 
 def _gids_out(c: CaptureCtx, i: int, spec: ArgSpec) -> Capture:
     if not c.ok or not c.ret or _param(c, spec) == 0:
         return []
-    return _one(c.args[i], c.r.mem(c.args[i], 4 * c.ret))
+    return _one(c.args[i], c.mem(c.args[i], 4 * c.ret))
 
 
 def _sockopt_out(c: CaptureCtx, i: int, spec: ArgSpec) -> Capture:
     if not c.ok:
         return []
-    length = S.u32(c.r.mem(_param(c, spec), 4) or b"")
+    length = S.u32(c.mem(_param(c, spec), 4) or b"")
     if length is None:
         return []
-    return _one(c.args[i], c.r.mem(c.args[i], min(length, MAX_STRUCT)))
+    return _one(c.args[i], c.mem(c.args[i], min(length, MAX_STRUCT)))
 
 
 def _xattr_list(c: CaptureCtx, i: int, spec: ArgSpec) -> Capture:
@@ -364,9 +371,9 @@ F_GETOWN_EX, F_SETOWN_EX = 16, 15
 def _fcntl_entry(c: CaptureCtx, i: int, spec: ArgSpec) -> Capture:
     cmd = c.args[1] & 0xFFFFFFFF
     if cmd in (F_GETLK, F_SETLK, F_SETLKW, F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW):
-        return _one(c.args[2], c.r.mem(c.args[2], S.SIZEOF_FLOCK))
+        return _one(c.args[2], c.mem(c.args[2], S.SIZEOF_FLOCK))
     if cmd == F_SETOWN_EX:
-        return _one(c.args[2], c.r.mem(c.args[2], 8))
+        return _one(c.args[2], c.mem(c.args[2], 8))
     return []
 
 
@@ -375,37 +382,37 @@ def _fcntl_exit(c: CaptureCtx, i: int, spec: ArgSpec) -> Capture:
     if not c.ok:
         return []
     if cmd in (F_GETLK, F_OFD_GETLK):
-        return _one(c.args[2], c.r.mem(c.args[2], S.SIZEOF_FLOCK))
+        return _one(c.args[2], c.mem(c.args[2], S.SIZEOF_FLOCK))
     if cmd == F_GETOWN_EX:
-        return _one(c.args[2], c.r.mem(c.args[2], 8))
+        return _one(c.args[2], c.mem(c.args[2], 8))
     return []
 
 
 def _archprctl_exit(c: CaptureCtx, i: int, spec: ArgSpec) -> Capture:
     if c.ok and c.args[0] in (0x1003, 0x1004):  # ARCH_GET_FS, ARCH_GET_GS
-        return _one(c.args[1], c.r.mem(c.args[1], 8))
+        return _one(c.args[1], c.mem(c.args[1], 8))
     return []
 
 
 def _clone_exit(c: CaptureCtx, i: int, spec: ArgSpec) -> Capture:
     flags = c.args[0]
     if c.ok and flags & (xlat.CLONE_PARENT_SETTID | xlat.CLONE_PIDFD):
-        return _one(c.args[2], c.r.mem(c.args[2], 4))
+        return _one(c.args[2], c.mem(c.args[2], 4))
     return []
 
 
 def _clone_args_exit(c: CaptureCtx, i: int, spec: ArgSpec) -> Capture:
     if not c.ok:
         return []
-    data = c.r.mem(c.args[i], min(_param(c, spec), S.SIZEOF_CLONE_ARGS))
+    data = c.mem(c.args[i], min(_param(c, spec), S.SIZEOF_CLONE_ARGS))
     cl = S.parse_clone_args(data) if data else None
     if cl is None:
         return []
     out: Capture = []
     if cl.flags & xlat.CLONE_PIDFD:
-        out += _one(cl.pidfd, c.r.mem(cl.pidfd, 4))
+        out += _one(cl.pidfd, c.mem(cl.pidfd, 4))
     if cl.flags & xlat.CLONE_PARENT_SETTID:
-        out += _one(cl.parent_tid, c.r.mem(cl.parent_tid, 4))
+        out += _one(cl.parent_tid, c.mem(cl.parent_tid, 4))
     return out
 
 
@@ -416,7 +423,7 @@ FUTEX_LOCK_OPS = (6, 13)  # FUTEX_LOCK_PI, FUTEX_LOCK_PI2
 def _futex_entry(c: CaptureCtx, i: int, spec: ArgSpec) -> Capture:
     op = c.args[1] & 0x7F
     if op in FUTEX_WAIT_OPS + FUTEX_LOCK_OPS:
-        return _one(c.args[3], c.r.mem(c.args[3], S.SIZEOF_TIMESPEC))
+        return _one(c.args[3], c.mem(c.args[3], S.SIZEOF_TIMESPEC))
     return []
 
 
@@ -425,7 +432,7 @@ PR_SET_NAME, PR_GET_NAME, PR_GET_PDEATHSIG = 15, 16, 2
 
 def _prctl_entry(c: CaptureCtx, i: int, spec: ArgSpec) -> Capture:
     if c.args[0] == PR_SET_NAME:
-        return _one(c.args[1], c.r.cstr(c.args[1], 16))
+        return _one(c.args[1], c.cstr(c.args[1], 16))
     return []
 
 
@@ -433,9 +440,9 @@ def _prctl_exit(c: CaptureCtx, i: int, spec: ArgSpec) -> Capture:
     if not c.ok:
         return []
     if c.args[0] == PR_GET_NAME:
-        return _one(c.args[1], c.r.cstr(c.args[1], 16))
+        return _one(c.args[1], c.cstr(c.args[1], 16))
     if c.args[0] == PR_GET_PDEATHSIG:
-        return _one(c.args[1], c.r.mem(c.args[1], 4))
+        return _one(c.args[1], c.mem(c.args[1], 4))
     return []
 
 
@@ -522,12 +529,12 @@ def ioctl_memory(req: int) -> Tuple[int, int]:
 
 def _ioctl_entry(c: CaptureCtx, i: int, spec: ArgSpec) -> Capture:
     size_in, _ = ioctl_memory(c.args[1])
-    return _one(c.args[2], c.r.mem(c.args[2], size_in)) if size_in else []
+    return _one(c.args[2], c.mem(c.args[2], size_in)) if size_in else []
 
 
 def _ioctl_exit(c: CaptureCtx, i: int, spec: ArgSpec) -> Capture:
     _, size_out = ioctl_memory(c.args[1])
-    return _one(c.args[2], c.r.mem(c.args[2], size_out)) if size_out and c.ok else []
+    return _one(c.args[2], c.mem(c.args[2], size_out)) if size_out and c.ok else []
 
 
 ENTRY_RULES: Dict[str, Rule] = {
@@ -633,18 +640,43 @@ EXIT_RULES: Dict[str, Rule] = {
 SIGFRAME_MASK_OFFSET = -8 + 8 + 40 + 256
 
 
-def _specs(nr: int) -> Tuple[ArgSpec, ...]:
+RuleStep = Tuple[int, Rule, ArgSpec]  # (argument index, rule, its spec)
+
+
+def _rule_steps(rules: Dict[str, Rule], nr: int) -> Tuple[RuleStep, ...]:
     name = SYSCALL_NAMES.get(nr)
-    return (prototype(name) or ()) if name else ()
+    specs = (prototype(name) or ()) if name else ()
+    return tuple((i, rules[spec.kind], spec) for i, spec in enumerate(specs) if spec.kind in rules and i < 6)
 
 
-def _run(rules: Dict[str, Rule], c: CaptureCtx, nr: int) -> Capture:
-    out: Capture = []
-    for i, spec in enumerate(_specs(nr)):
-        rule = rules.get(spec.kind)
-        if rule is not None and i < len(c.args):
-            out += rule(c, i, spec)
-    return out
+# The rules of every call, by number, worked out once; a number not in the table has none.
+ENTRY_STEPS: Dict[int, Tuple[RuleStep, ...]] = {nr: _rule_steps(ENTRY_RULES, nr) for nr in SYSCALL_NAMES}
+EXIT_STEPS: Dict[int, Tuple[RuleStep, ...]] = {nr: _rule_steps(EXIT_RULES, nr) for nr in SYSCALL_NAMES}
+RT_SIGRETURN = next(nr for nr, name in SYSCALL_NAMES.items() if name == "rt_sigreturn")
+
+# Calls that write user memory through an argument printed as a plain number, which no exit rule
+# captures: ptrace's data (PEEK*, GET*), semctl's union semun (IPC_STAT, GETALL), keyctl's buffers
+# (KEYCTL_READ, DESCRIBE ...), sysfs's buf, futex's words (WAKE_OP, the PI operations), vmsplice into
+# user pages from a pipe, io_uring_enter's completions and read buffers, rseq's cpu_id fields, and
+# restart_syscall, which resumes whichever call was interrupted (nanosleep's rem, poll's revents).
+WRITES_UNCAPTURED = frozenset(
+    {"ptrace", "semctl", "keyctl", "sysfs", "futex", "vmsplice", "io_uring_enter", "rseq", "restart_syscall"}
+)
+
+
+def has_exit_capture(nr: int) -> bool:
+    """Whether the kernel may copy memory out to user space for this call, so that its exit matters.
+
+    True when :func:`capture_exit` has a rule for one of its arguments (for some arguments and
+    result: ioctl, fcntl and prctl depend on the command), when an argument is an opaque pointer
+    (``p``: a structure nobody decodes yet, which the kernel may fill), when the call writes through
+    an argument printed as a number (``WRITES_UNCAPTURED``), and for unknown numbers.
+    """
+    name = SYSCALL_NAMES.get(nr)
+    specs = prototype(name) if name else None
+    if name is None or specs is None or name in WRITES_UNCAPTURED:
+        return True
+    return bool(EXIT_STEPS.get(nr)) or any(spec.kind in OPAQUE_KINDS for spec in specs)
 
 
 def capture_entry(
@@ -661,10 +693,15 @@ def capture_entry(
     ``limit`` caps data buffers (write's payload, iovec contents), not structs or strings; ``sp`` is
     the stack pointer, needed for rt_sigreturn's signal mask.
     """
-    c = CaptureCtx(Reader(read, read_string, limit), tuple(args) + (0,) * (6 - len(args)), None)
-    out = _run(ENTRY_RULES, c, nr)
-    if SYSCALL_NAMES.get(nr) == "rt_sigreturn" and sp:
-        out += _one(sp + SIGFRAME_MASK_OFFSET, c.r.mem(sp + SIGFRAME_MASK_OFFSET, 8))
+    steps = ENTRY_STEPS.get(nr, ())
+    out: Capture = []
+    if steps:
+        c = CaptureCtx(read, read_string, limit, args, None)
+        for i, rule, spec in steps:
+            out += rule(c, i, spec)
+    if nr == RT_SIGRETURN and sp:
+        addr = sp + SIGFRAME_MASK_OFFSET
+        out += _one(addr, Reader(read, read_string, limit).mem(addr, 8))
     return out
 
 
@@ -678,8 +715,14 @@ def capture_exit(
     limit: Optional[int] = None,
 ) -> Capture:
     """The user memory the kernel wrote for this call (read at syscall exit, sized by ``ret``)."""
-    c = CaptureCtx(Reader(read, read_string, limit), tuple(args) + (0,) * (6 - len(args)), ret)
-    return _run(EXIT_RULES, c, nr)
+    steps = EXIT_STEPS.get(nr)
+    if not steps:
+        return []
+    c = CaptureCtx(read, read_string, limit, args, ret)
+    out: Capture = []
+    for i, rule, spec in steps:
+        out += rule(c, i, spec)
+    return out
 
 
 class _Mem(Protocol):

@@ -20,10 +20,33 @@ from .signatures import ArgSpec
 FdPath = Callable[[int], Optional[str]]
 T = TypeVar("T")
 Pair = Tuple[int, int]
+Args = Tuple[int, ...]
+Memory = Dict[int, bytes]
+
+
+def padded(args: Sequence[int]) -> Tuple[int, ...]:
+    """The six argument registers (a record may hold fewer)."""
+    if len(args) == 6 and type(args) is tuple:
+        return args
+    return tuple(args) + (0,) * (6 - len(args))
 
 
 class RenderCtx:
-    """A record prepared for display: memory indexed by address, arguments padded to six."""
+    """A record prepared for display: memory indexed by address, arguments padded to six, and the
+    result: ``ok`` (a success), ``ret`` (0 while unfinished)."""
+
+    __slots__ = (
+        "rec",
+        "args",
+        "inp",
+        "out",
+        "strsize",
+        "exit_fd_path",
+        "entry_fd_path",
+        "fd_path",
+        "ok",
+        "ret",
+    )
 
     def __init__(
         self,
@@ -33,29 +56,30 @@ class RenderCtx:
         entry_fd_path: Optional[FdPath] = None,
     ) -> None:
         self.rec = rec
-        self.args: Tuple[int, ...] = tuple(rec.args) + (0,) * (6 - len(rec.args))
-        self.inp: Dict[int, bytes] = dict(rec.copy_from_user)
-        self.out: Dict[int, bytes] = dict(rec.copy_to_user)
+        # padded(), inlined: a RenderCtx for most lines printed
+        args = rec.args
+        self.args: Tuple[int, ...] = (
+            args if len(args) == 6 and type(args) is tuple else tuple(args) + (0,) * (6 - len(args))
+        )
+        self.inp: Dict[int, bytes] = dict(rec.copy_from_user) if rec.copy_from_user else {}
+        self.out: Dict[int, bytes] = dict(rec.copy_to_user) if rec.copy_to_user else {}
         self.strsize = strsize
         self.exit_fd_path = fd_path
         self.entry_fd_path = entry_fd_path if entry_fd_path is not None else fd_path
         # strace resolves the descriptors of entry arguments when the call starts, the others (and
         # the result) when it returns; the renderer switches this while it walks the arguments.
         self.fd_path = fd_path
+        ret = rec.ret
+        self.ok = ret is not None and not -4096 < ret < 0
+        self.ret = ret if ret is not None else 0
 
     def at_phase(self, exit_phase: bool) -> None:
         self.fd_path = self.exit_fd_path if exit_phase else self.entry_fd_path
 
-    @property
-    def ok(self) -> bool:
-        return self.rec.ret is not None and not self.rec.is_error
-
-    @property
-    def ret(self) -> int:
-        return self.rec.ret if self.rec.ret is not None else 0
-
     def fd(self, value: int) -> str:
-        fd = fmt.s32(value)
+        fd = value & 0xFFFFFFFF  # fmt.s32, inlined
+        if fd & 0x80000000:
+            fd -= 1 << 32
         if self.fd_path is not None and fd >= 0:
             path = self.fd_path(fd)
             if path is not None:
@@ -63,13 +87,21 @@ class RenderCtx:
         return str(fd)
 
     def cstring(self, addr: int, strsize: Optional[int]) -> str:
-        data = self.inp.get(addr)
-        if addr == 0:
-            return "NULL"
-        return fmt.hexnum(addr) if data is None else fmt.quote_cstring(data, strsize)
+        return cstring_text(addr, self.inp, strsize)
+
+
+def cstring_text(addr: int, mem: Dict[int, bytes], strsize: Optional[int]) -> str:
+    if addr == 0:
+        return "NULL"
+    data = mem.get(addr)
+    return fmt.hexnum(addr) if data is None else fmt.quote_cstring(data, strsize)
 
 
 Decoder = Callable[[RenderCtx, int, ArgSpec], Optional[str]]
+# The e_* decoders need only the raw arguments and the memory copied in: (args, index, N of kind:N
+# (see index_of), memory copied in by address, strsize). The render plans call them without a
+# RenderCtx when there is no -y.
+EntryDecoder = Callable[[Args, int, int, Memory, int], Optional[str]]
 
 
 def param(c: RenderCtx, spec: ArgSpec) -> int:
@@ -77,22 +109,130 @@ def param(c: RenderCtx, spec: ArgSpec) -> int:
     return c.args[spec.param]
 
 
+def param_index(spec: ArgSpec) -> int:
+    assert isinstance(spec.param, int)
+    return spec.param
+
+
+def index_of(spec: ArgSpec) -> int:
+    """N of a ``kind:N`` spec (the index of a related argument), -1 for other specs."""
+    return spec.param if isinstance(spec.param, int) else -1
+
+
 def table_of(spec: ArgSpec) -> xlat.Xlat:
     assert isinstance(spec.param, xlat.Xlat)
     return spec.param
 
 
-# --- numbers ------------------------------------------------------------------------------------------
+# --- numbers: printed from the value alone ------------------------------------------------------------
+# The render plans call the v_* functions directly, without a RenderCtx (see kinds.VALUES); the d_*
+# decoders wrap them for the registry. Descriptors print from their value alone only without -y.
+ValueDecoder = Callable[[int], str]
+
+
+def v_int(value: int) -> str:
+    value &= 0xFFFFFFFF  # fmt.s32, inlined: the most common argument (descriptors too, without -y)
+    return str(value - 0x100000000 if value & 0x80000000 else value)
+
+
+def v_long(value: int) -> str:
+    return str(fmt.s64(value))
+
+
+def v_uint(value: int) -> str:
+    return str(value & 0xFFFFFFFF)
+
+
+def v_uid(value: int) -> str:
+    value &= 0xFFFFFFFF
+    return "-1" if value == 0xFFFFFFFF else str(value)
+
+
+def v_dirfd(value: int) -> str:
+    fd = fmt.s32(value)
+    return "AT_FDCWD" if fd == xlat.AT_FDCWD else str(fd)
+
+
+def v_signal(value: int) -> str:
+    return fmt.signal(fmt.s32(value))
+
+
+def enum_text(value: int, table: xlat.Xlat) -> str:
+    for candidate in (fmt.s32(value), fmt.u32(value), value):
+        if candidate in table:
+            return fmt.enum(candidate, table)
+    return fmt.unknown(fmt.u32(value) if value >> 32 in (0, 0xFFFFFFFF) else value, table)
+
+
+def flags_text(value: int, table: xlat.Xlat) -> str:
+    if value >> 32 == 0xFFFFFFFF:
+        value = fmt.u32(value)  # an int flags argument sign-extended by the caller
+    return fmt.flags(value, table)
+
+
+def v_mode(value: int) -> str:
+    return fmt.octal_mode(fmt.u32(value))
+
+
+def open_flags(value: int) -> str:
+    value = fmt.u32(value)
+    acc = xlat.OPEN_ACCMODE.get(value & 3) or "O_ACCMODE"
+    rest = value & ~3
+    return acc if rest == 0 else acc + "|" + fmt.flags(rest, xlat.OPEN_FLAGS)
+
+
+def v_oflags_noacc(value: int) -> str:
+    return fmt.flags(fmt.u32(value), xlat.OPEN_FLAGS)
+
+
+def v_accmode(value: int) -> str:
+    return fmt.flags(fmt.u32(value), xlat.ACCESS_MODES, zero="F_OK")
+
+
+def mmap_flags(value: int) -> str:
+    value = fmt.u32(value)
+    kind = value & 0xF
+    parts = [xlat.MAP_TYPES.get(kind) or fmt.hexnum(kind)]
+    if value & ~0xF:
+        parts.append(fmt.flags(value & ~0xF, xlat.MAP_FLAGS))
+    return "|".join(parts)
+
+
+def v_mknod_mode(value: int) -> str:
+    return fmt.file_mode(fmt.u32(value))
+
+
+def v_statx_flags(value: int) -> str:
+    value = fmt.u32(value)
+    sync = xlat.STATX_SYNC.get(value & 0x6000) or "AT_STATX_SYNC_AS_STAT"
+    rest = value & ~0x6000
+    return sync if not rest else sync + "|" + fmt.flags(rest, xlat.AT_FLAGS)
+
+
+def v_statx_mask(value: int) -> str:
+    return fmt.flags(fmt.u32(value), xlat.STATX_MASKS)
+
+
+def v_ipckey(value: int) -> str:
+    return "IPC_PRIVATE" if fmt.s32(value) == 0 else f"{fmt.u32(value):#x}"
+
+
+def v_ipcflags(value: int) -> str:
+    value = fmt.u32(value)
+    names, _ = fmt.flag_names(value & ~0o777, xlat.IPC_FLAGS)
+    return "|".join([*names, fmt.octal_mode(value & 0o777)])
+
+
 def d_int(c: RenderCtx, i: int, spec: ArgSpec) -> str:
-    return str(fmt.s32(c.args[i]))
+    return v_int(c.args[i])
 
 
 def d_long(c: RenderCtx, i: int, spec: ArgSpec) -> str:
-    return str(fmt.s64(c.args[i]))
+    return v_long(c.args[i])
 
 
 def d_uint(c: RenderCtx, i: int, spec: ArgSpec) -> str:
-    return str(fmt.u32(c.args[i]))
+    return v_uint(c.args[i])
 
 
 def d_ulong(c: RenderCtx, i: int, spec: ArgSpec) -> str:
@@ -108,8 +248,7 @@ def d_pointer(c: RenderCtx, i: int, spec: ArgSpec) -> str:
 
 
 def d_uid(c: RenderCtx, i: int, spec: ArgSpec) -> str:
-    value = fmt.u32(c.args[i])
-    return "-1" if value == 0xFFFFFFFF else str(value)
+    return v_uid(c.args[i])
 
 
 def d_fd(c: RenderCtx, i: int, spec: ArgSpec) -> str:
@@ -124,33 +263,19 @@ def d_dirfd(c: RenderCtx, i: int, spec: ArgSpec) -> str:
 
 
 def d_signal(c: RenderCtx, i: int, spec: ArgSpec) -> str:
-    return fmt.signal(fmt.s32(c.args[i]))
+    return v_signal(c.args[i])
 
 
 def d_enum(c: RenderCtx, i: int, spec: ArgSpec) -> str:
-    table, value = table_of(spec), c.args[i]
-    for candidate in (fmt.s32(value), fmt.u32(value), value):
-        if candidate in table:
-            return fmt.enum(candidate, table)
-    return fmt.unknown(fmt.u32(value) if value >> 32 in (0, 0xFFFFFFFF) else value, table)
+    return enum_text(c.args[i], table_of(spec))
 
 
 def d_flags(c: RenderCtx, i: int, spec: ArgSpec) -> str:
-    value = c.args[i]
-    if value >> 32 == 0xFFFFFFFF:
-        value = fmt.u32(value)  # an int flags argument sign-extended by the caller
-    return fmt.flags(value, table_of(spec))
+    return flags_text(c.args[i], table_of(spec))
 
 
 def d_mode(c: RenderCtx, i: int, spec: ArgSpec) -> str:
-    return fmt.octal_mode(fmt.u32(c.args[i]))
-
-
-def open_flags(value: int) -> str:
-    value = fmt.u32(value)
-    acc = xlat.OPEN_ACCMODE.get(value & 3) or "O_ACCMODE"
-    rest = value & ~3
-    return acc if rest == 0 else acc + "|" + fmt.flags(rest, xlat.OPEN_FLAGS)
+    return v_mode(c.args[i])
 
 
 def d_oflags(c: RenderCtx, i: int, spec: ArgSpec) -> str:
@@ -158,29 +283,24 @@ def d_oflags(c: RenderCtx, i: int, spec: ArgSpec) -> str:
 
 
 def d_oflags_noacc(c: RenderCtx, i: int, spec: ArgSpec) -> str:
-    return fmt.flags(fmt.u32(c.args[i]), xlat.OPEN_FLAGS)
+    return v_oflags_noacc(c.args[i])
 
 
 O_CREAT, O_TMPFILE_BIT = 0o100, 0o20000000
 
 
-def d_omode(c: RenderCtx, i: int, spec: ArgSpec) -> Optional[str]:
-    if param(c, spec) & (O_CREAT | O_TMPFILE_BIT):
-        return fmt.octal_mode(fmt.u32(c.args[i]))
+def e_omode(args: Args, i: int, n: int, inp: Memory, strsize: int) -> Optional[str]:
+    if args[n] & (O_CREAT | O_TMPFILE_BIT):
+        return fmt.octal_mode(fmt.u32(args[i]))
     return None
 
 
+def d_omode(c: RenderCtx, i: int, spec: ArgSpec) -> Optional[str]:
+    return e_omode(c.args, i, param_index(spec), c.inp, c.strsize)
+
+
 def d_accmode(c: RenderCtx, i: int, spec: ArgSpec) -> str:
-    return fmt.flags(fmt.u32(c.args[i]), xlat.ACCESS_MODES, zero="F_OK")
-
-
-def mmap_flags(value: int) -> str:
-    value = fmt.u32(value)
-    kind = value & 0xF
-    parts = [xlat.MAP_TYPES.get(kind) or fmt.hexnum(kind)]
-    if value & ~0xF:
-        parts.append(fmt.flags(value & ~0xF, xlat.MAP_FLAGS))
-    return "|".join(parts)
+    return v_accmode(c.args[i])
 
 
 def d_mmapflags(c: RenderCtx, i: int, spec: ArgSpec) -> str:
@@ -188,61 +308,94 @@ def d_mmapflags(c: RenderCtx, i: int, spec: ArgSpec) -> str:
 
 
 def d_mknod_mode(c: RenderCtx, i: int, spec: ArgSpec) -> str:
-    return fmt.file_mode(fmt.u32(c.args[i]))
+    return v_mknod_mode(c.args[i])
+
+
+def e_dev(args: Args, i: int, n: int, inp: Memory, strsize: int) -> Optional[str]:
+    mode = args[n] & 0o170000
+    if mode not in (0o020000, 0o060000):
+        return None  # mknod prints the device only for character and block special files
+    return fmt.dev(args[i])
 
 
 def d_dev(c: RenderCtx, i: int, spec: ArgSpec) -> Optional[str]:
-    mode = param(c, spec) & 0o170000
-    if mode not in (0o020000, 0o060000):
-        return None  # mknod prints the device only for character and block special files
-    return fmt.dev(c.args[i])
+    return e_dev(c.args, i, param_index(spec), c.inp, c.strsize)
 
 
 def d_statx_flags(c: RenderCtx, i: int, spec: ArgSpec) -> str:
-    value = fmt.u32(c.args[i])
-    sync = xlat.STATX_SYNC.get(value & 0x6000) or "AT_STATX_SYNC_AS_STAT"
-    rest = value & ~0x6000
-    return sync if not rest else sync + "|" + fmt.flags(rest, xlat.AT_FLAGS)
+    return v_statx_flags(c.args[i])
 
 
 def d_statx_mask(c: RenderCtx, i: int, spec: ArgSpec) -> str:
-    return fmt.flags(fmt.u32(c.args[i]), xlat.STATX_MASKS)
+    return v_statx_mask(c.args[i])
 
 
 def d_ipckey(c: RenderCtx, i: int, spec: ArgSpec) -> str:
-    return "IPC_PRIVATE" if fmt.s32(c.args[i]) == 0 else f"{fmt.u32(c.args[i]):#x}"
+    return v_ipckey(c.args[i])
 
 
 def d_ipcflags(c: RenderCtx, i: int, spec: ArgSpec) -> str:
-    value = fmt.u32(c.args[i])
-    names, _ = fmt.flag_names(value & ~0o777, xlat.IPC_FLAGS)
-    return "|".join([*names, fmt.octal_mode(value & 0o777)])
+    return v_ipcflags(c.args[i])
+
+
+def e_mremap_addr(args: Args, i: int, n: int, inp: Memory, strsize: int) -> Optional[str]:
+    return fmt.pointer(args[i]) if args[3] & 2 else None  # only with MREMAP_FIXED
 
 
 def d_mremap_addr(c: RenderCtx, i: int, spec: ArgSpec) -> Optional[str]:
-    return fmt.pointer(c.args[i]) if c.args[3] & 2 else None  # only with MREMAP_FIXED
+    return e_mremap_addr(c.args, i, index_of(spec), c.inp, c.strsize)
 
 
 # --- strings and buffers ------------------------------------------------------------------------------
+def e_path(args: Args, i: int, n: int, inp: Memory, strsize: int) -> str:
+    addr = args[i]  # cstring_text, inlined: most calls take a path
+    data = inp.get(addr)
+    if data is None or addr == 0:
+        return cstring_text(addr, inp, None)
+    return fmt.quote_cstring(data, None)
+
+
+def e_str(args: Args, i: int, n: int, inp: Memory, strsize: int) -> str:
+    return cstring_text(args[i], inp, strsize)
+
+
 def d_path(c: RenderCtx, i: int, spec: ArgSpec) -> str:
-    return c.cstring(c.args[i], None)
+    return cstring_text(c.args[i], c.inp, None)
 
 
 def d_str(c: RenderCtx, i: int, spec: ArgSpec) -> str:
-    return c.cstring(c.args[i], c.strsize)
+    return cstring_text(c.args[i], c.inp, c.strsize)
 
 
-def buffer(c: RenderCtx, mem: Dict[int, bytes], addr: int, size: int, force_hex: bool = False) -> str:
+def buffer_text(addr: int, size: int, mem: Dict[int, bytes], strsize: int, force_hex: bool = False) -> str:
     if addr == 0:
         return "NULL"
     data = mem.get(addr)
     if data is None:
         return fmt.hexnum(addr) if size else '""'
-    return fmt.quote_buffer(data, size, c.strsize, force_hex)
+    return fmt.quote_buffer(data, size, strsize, force_hex)
+
+
+def buffer(c: RenderCtx, mem: Dict[int, bytes], addr: int, size: int, force_hex: bool = False) -> str:
+    return buffer_text(addr, size, mem, c.strsize, force_hex)
+
+
+def e_ibuf(args: Args, i: int, n: int, inp: Memory, strsize: int) -> str:
+    addr = args[i]
+    data = inp.get(addr)
+    if data is None or addr == 0:
+        return buffer_text(addr, args[n], inp, strsize)
+    # buffer_text's and fmt.quote_buffer's common case, inlined: write's data
+    size = args[n]
+    length = len(data)
+    if length > size or length > strsize:
+        data = data[: min(size, strsize)]
+        length = len(data)
+    return f'"{fmt.escape(data)}"...' if size > length else f'"{fmt.escape(data)}"'
 
 
 def d_ibuf(c: RenderCtx, i: int, spec: ArgSpec) -> str:
-    return buffer(c, c.inp, c.args[i], param(c, spec))
+    return buffer_text(c.args[i], param(c, spec), c.inp, c.strsize)
 
 
 def d_obuf(c: RenderCtx, i: int, spec: ArgSpec) -> str:
@@ -265,7 +418,7 @@ def d_cwd_out(c: RenderCtx, i: int, spec: ArgSpec) -> str:
 
 
 def d_xattr_in(c: RenderCtx, i: int, spec: ArgSpec) -> str:
-    return buffer(c, c.inp, c.args[i], param(c, spec))
+    return buffer_text(c.args[i], param(c, spec), c.inp, c.strsize)
 
 
 def d_xattr_list(c: RenderCtx, i: int, spec: ArgSpec) -> str:
@@ -587,8 +740,12 @@ def d_socklen_io(c: RenderCtx, i: int, spec: ArgSpec) -> str:
     return f"[{before} => {after}]"
 
 
+def v_sockfamily(value: int) -> str:
+    return fmt.enum(fmt.u32(value), xlat.ADDRESS_FAMILIES)
+
+
 def d_sockfamily(c: RenderCtx, i: int, spec: ArgSpec) -> str:
-    return fmt.enum(fmt.u32(c.args[i]), xlat.ADDRESS_FAMILIES)
+    return v_sockfamily(c.args[i])
 
 
 def sock_type(value: int) -> str:
@@ -602,8 +759,8 @@ def d_socktype(c: RenderCtx, i: int, spec: ArgSpec) -> str:
     return sock_type(c.args[i])
 
 
-def d_sockproto(c: RenderCtx, i: int, spec: ArgSpec) -> str:
-    family, proto = fmt.u32(c.args[0]), fmt.u32(c.args[i])
+def e_sockproto(args: Args, i: int, n: int, inp: Memory, strsize: int) -> str:
+    family, proto = fmt.u32(args[0]), fmt.u32(args[i])
     if family in (xlat.AF_INET, xlat.AF_INET6):
         return fmt.enum(proto, xlat.IP_PROTOCOLS)
     if family == xlat.AF_NETLINK:
@@ -611,8 +768,16 @@ def d_sockproto(c: RenderCtx, i: int, spec: ArgSpec) -> str:
     return str(proto)
 
 
+def d_sockproto(c: RenderCtx, i: int, spec: ArgSpec) -> str:
+    return e_sockproto(c.args, i, index_of(spec), c.inp, c.strsize)
+
+
+def v_sol(value: int) -> str:
+    return fmt.enum(fmt.u32(value), xlat.SOCKET_LEVELS, numeric_default=True)
+
+
 def d_sol(c: RenderCtx, i: int, spec: ArgSpec) -> str:
-    return fmt.enum(fmt.u32(c.args[i]), xlat.SOCKET_LEVELS, numeric_default=True)
+    return v_sol(c.args[i])
 
 
 SOCKOPT_TABLES = {
@@ -623,10 +788,14 @@ SOCKOPT_TABLES = {
 }
 
 
-def d_sockopt_name(c: RenderCtx, i: int, spec: ArgSpec) -> str:
-    table = SOCKOPT_TABLES.get(fmt.u32(c.args[1]))
-    value = fmt.u32(c.args[i])
+def e_sockopt_name(args: Args, i: int, n: int, inp: Memory, strsize: int) -> str:
+    table = SOCKOPT_TABLES.get(fmt.u32(args[1]))
+    value = fmt.u32(args[i])
     return str(value) if table is None else fmt.enum(value, table)
+
+
+def d_sockopt_name(c: RenderCtx, i: int, spec: ArgSpec) -> str:
+    return e_sockopt_name(c.args, i, index_of(spec), c.inp, c.strsize)
 
 
 def show_sockopt(level: int, name: int, data: bytes, strsize: int) -> str:

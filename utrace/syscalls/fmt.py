@@ -7,7 +7,8 @@ Display only: these take decoded numbers and bytes and return text. The rules fo
 from __future__ import annotations
 
 import datetime
-from typing import Iterable, Optional
+import re
+from typing import Dict, Iterable, Optional, Tuple
 
 from . import xlat
 from .xlat import Xlat
@@ -23,29 +24,52 @@ _SIMPLE_ESCAPES = {
 }
 
 
-def _escape_byte(c: int, next_c: Optional[int]) -> str:
+def _short_escape(c: int) -> str:
     if c in _SIMPLE_ESCAPES:
         return _SIMPLE_ESCAPES[c]
-    if 0x20 <= c < 0x7F:
-        return chr(c)
-    if next_c is not None and 0x30 <= next_c <= 0x37:
-        return f"\\{c:03o}"  # a following octal digit would otherwise extend the escape
-    return f"\\{c:o}"
+    return chr(c) if 0x20 <= c < 0x7F else f"\\{c:o}"
+
+
+# Byte (as a latin-1 code point) -> its text; lists, which str.translate indexes without the
+# KeyError a dict raises for every byte that stays as it is.
+_ESCAPES = [_short_escape(c) for c in range(256)]
+_SIMPLE_ONLY = [_SIMPLE_ESCAPES.get(c, chr(c)) for c in range(256)]  # control bytes kept as they are
+_HEX_ESCAPES = [f"\\x{c:02x}" for c in range(256)]
+# A byte printed in octal and followed by an octal digit takes three digits ("\0001", not "\01").
+_OCTAL_BEFORE_DIGIT = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\xff](?=[0-7])")
 
 
 def escape(data: bytes, force_hex: bool = False) -> str:
     """The inside of strace's quoted string: C escapes, octal for the rest (or \\xNN throughout)."""
     if force_hex:
-        return "".join(f"\\x{c:02x}" for c in data)
-    n = len(data)
-    return "".join(_escape_byte(data[i], data[i + 1] if i + 1 < n else None) for i in range(n))
+        return "".join([_HEX_ESCAPES[c] for c in data])
+    try:
+        text = data.decode("latin-1")
+    except AttributeError:  # a memoryview
+        text = str(data, "latin-1")
+    if text.isascii():
+        if text.isprintable():
+            return text.translate(_ESCAPES) if '"' in text or "\\" in text else text
+        simple = text.translate(_SIMPLE_ONLY)
+        if simple.isprintable():  # text with newlines or tabs, no byte that needs octal
+            return simple
+    if _OCTAL_BEFORE_DIGIT.search(text) is None:
+        return text.translate(_ESCAPES)
+    parts = []
+    start = 0
+    for m in _OCTAL_BEFORE_DIGIT.finditer(text):
+        parts.append(text[start : m.start()].translate(_ESCAPES))
+        parts.append(f"\\{ord(m.group()):03o}")
+        start = m.end()
+    parts.append(text[start:].translate(_ESCAPES))
+    return "".join(parts)
 
 
 def quote_buffer(data: bytes, size: int, strsize: int, force_hex: bool = False) -> str:
     """A buffer of ``size`` bytes of which ``data`` was captured: at most strsize bytes, then ``...``."""
-    shown = data[: min(size, strsize)]
-    more = size > len(shown)
-    return '"' + escape(shown, force_hex) + '"' + ("..." if more else "")
+    limit = size if size < strsize else strsize
+    shown = data if len(data) <= limit else data[:limit]
+    return f'"{escape(shown, force_hex)}"...' if size > len(shown) else f'"{escape(shown, force_hex)}"'
 
 
 def quote_cstring(data: bytes, strsize: Optional[int]) -> str:
@@ -60,7 +84,7 @@ def quote_cstring(data: bytes, strsize: Optional[int]) -> str:
     more = not complete
     if strsize is not None and len(text) > strsize:
         text, more = text[:strsize], True
-    return '"' + escape(text) + '"' + ("..." if more else "")
+    return f'"{escape(text)}"...' if more else f'"{escape(text)}"'
 
 
 def hexnum(value: int) -> str:
@@ -104,6 +128,23 @@ def flag_names(value: int, table: Xlat) -> tuple[list[str], int]:
 
 def flags(value: int, table: Xlat, zero: str = "0") -> str:
     """``A|B|0x40``; ``zero`` when no bit is set; ``0x40 /* X_??? */`` when no bit is known."""
+    key = (value, table, zero)
+    text = _FLAG_TEXTS.get(key)
+    if text is None:
+        if len(_FLAG_TEXTS) >= CACHE_SIZE:
+            _FLAG_TEXTS.clear()
+        text = _FLAG_TEXTS[key] = _flags(value, table, zero)
+    return text
+
+
+# Texts of flag sets, signal sets and file modes seen lately: a trace repeats them, and formatting
+# them walks tables or bits. (Xlat tables are never changed once built.)
+CACHE_SIZE = 1024
+_FLAG_TEXTS: Dict[Tuple[int, Xlat, str], str] = {}
+_FILE_MODES: Dict[int, str] = {}
+
+
+def _flags(value: int, table: Xlat, zero: str) -> str:
     if value == 0:
         return table.get(0) or zero
     names, rest = flag_names(value, table)
@@ -125,6 +166,19 @@ def signal(sig: int) -> str:
 
 def sigset(mask: bytes) -> str:
     """``[INT TERM]``, or ``~[RTMIN RT_1]`` when more than half the bits are set."""
+    mask = bytes(mask)
+    text = _SIGSETS.get(mask)
+    if text is None:
+        if len(_SIGSETS) >= CACHE_SIZE:
+            _SIGSETS.clear()
+        text = _SIGSETS[mask] = _sigset(mask)
+    return text
+
+
+_SIGSETS: Dict[bytes, str] = {}  # see CACHE_SIZE
+
+
+def _sigset(mask: bytes) -> str:
     nbits = len(mask) * 8
     value = int.from_bytes(mask, "little")
     prefix = ""
@@ -132,11 +186,12 @@ def sigset(mask: bytes) -> str:
         prefix = "~"
         value = ~value & ((1 << nbits) - 1)
     names = []
-    for bit in range(nbits):
-        if value >> bit & 1:
-            sig = bit + 1
-            name = xlat.signal_name(sig)
-            names.append(name[3:] if name else str(sig))
+    while value:  # the set bits, lowest first
+        low = value & -value
+        sig = low.bit_length()  # bit N is signal N + 1
+        name = xlat.signal_name(sig)
+        names.append(name[3:] if name else str(sig))
+        value ^= low
     return prefix + "[" + " ".join(names) + "]"
 
 
@@ -147,6 +202,15 @@ def octal_mode(mode: int) -> str:
 
 def file_mode(mode: int) -> str:
     """``S_IFREG|S_ISUID|0755`` (st_mode, mknod's mode)."""
+    text = _FILE_MODES.get(mode)
+    if text is None:
+        if len(_FILE_MODES) >= CACHE_SIZE:
+            _FILE_MODES.clear()
+        text = _FILE_MODES[mode] = _file_mode(mode)
+    return text
+
+
+def _file_mode(mode: int) -> str:
     parts = []
     ftype = xlat.FILE_TYPES.get(mode & 0o170000)
     if ftype:

@@ -6,14 +6,14 @@
 
 from __future__ import annotations
 
-from typing import Dict
+from typing import Callable, Dict, Optional, Tuple
 
 from . import calls as C
 from . import decoders as D
-from . import fmt
+from . import fmt, xlat
 from . import structs as S
 from .capture import F_GETLK, F_OFD_GETLK
-from .decoders import Decoder, RenderCtx
+from .decoders import Decoder, EntryDecoder, RenderCtx, ValueDecoder
 from .signatures import ArgSpec
 
 # --- registry ----------------------------------------------------------------------------------------
@@ -189,6 +189,109 @@ EXIT_KINDS = frozenset(
         "mincore_out",
     }
 )
+
+
+# --- kinds printed from the raw value alone ------------------------------------------------------
+# kind -> (the function of the value that prints it, given the spec: the same text as its decoder;
+# whether its texts are worth keeping: flags and enums repeat, and their formatting walks tables).
+ValueFactory = Callable[[ArgSpec], ValueDecoder]
+MEMO_SIZE = 256  # texts kept per argument of a call
+
+
+def remember(memo: Dict[int, str], value: int, f: ValueDecoder) -> str:
+    """``f(value)``, kept in ``memo`` (emptied when full)."""
+    if len(memo) >= MEMO_SIZE:
+        memo.clear()
+    text = memo[value] = f(value)
+    return text
+
+
+def memoized(f: ValueDecoder) -> ValueDecoder:
+    """``f`` with a small cache of its results."""
+    memo: Dict[int, str] = {}
+
+    def text(value: int) -> str:
+        found = memo.get(value)
+        return remember(memo, value, f) if found is None else found
+
+    return text
+
+
+def _plain(f: ValueDecoder) -> ValueFactory:
+    return lambda spec: f
+
+
+def _with_table(f: Callable[[int, xlat.Xlat], str]) -> ValueFactory:
+    def make(spec: ArgSpec) -> ValueDecoder:
+        table = D.table_of(spec)
+        return lambda value: f(value, table)
+
+    return make
+
+
+VALUES: Dict[str, Tuple[ValueFactory, bool]] = {
+    "d": (_plain(D.v_int), False),
+    "ld": (_plain(D.v_long), False),
+    "u": (_plain(D.v_uint), False),
+    "lu": (_plain(str), False),
+    "x": (_plain(fmt.hexnum), False),
+    "p": (_plain(fmt.pointer), False),
+    "addr": (_plain(fmt.pointer), False),
+    "pid": (_plain(D.v_int), False),
+    "uid": (_plain(D.v_uid), False),
+    "sig": (_plain(D.v_signal), True),
+    "E": (_with_table(D.enum_text), True),
+    "F": (_with_table(D.flags_text), True),
+    "mode": (_plain(D.v_mode), True),
+    "oflags": (_plain(D.open_flags), True),
+    "oflags_noacc": (_plain(D.v_oflags_noacc), True),
+    "accmode": (_plain(D.v_accmode), True),
+    "mmapflags": (_plain(D.mmap_flags), True),
+    "mknod_mode": (_plain(D.v_mknod_mode), True),
+    "statx_flags": (_plain(D.v_statx_flags), True),
+    "statx_mask": (_plain(D.v_statx_mask), True),
+    "ipckey": (_plain(D.v_ipckey), False),
+    "ipcflags": (_plain(D.v_ipcflags), True),
+    "sockfamily": (_plain(D.v_sockfamily), True),
+    "socktype": (_plain(D.sock_type), True),
+    "sol": (_plain(D.v_sol), True),
+    "ioctl_req": (_plain(C.ioctl_request), True),
+}
+# Without -y, descriptors too print from their value.
+FD_VALUES: Dict[str, Tuple[ValueFactory, bool]] = {
+    "fd": (_plain(D.v_int), True),
+    "dirfd": (_plain(D.v_dirfd), True),
+}
+
+
+def value_decoder(spec: ArgSpec, fd_paths: bool) -> Optional[Tuple[ValueDecoder, bool]]:
+    """The function of the raw value that prints this argument and whether to keep its texts, or
+    None when the argument needs a RenderCtx (with -y, descriptors do)."""
+    found = VALUES.get(spec.kind) or (None if fd_paths else FD_VALUES.get(spec.kind))
+    if found is None:
+        return None
+    make, keep = found
+    return make(spec), keep
+
+
+# --- kinds printed from the raw arguments and the memory copied in --------------------------------
+ENTRY_DECODERS: Dict[str, EntryDecoder] = {
+    "path": D.e_path,
+    "str": D.e_str,
+    "ibuf": D.e_ibuf,
+    "xattr_in": D.e_ibuf,
+    "omode": D.e_omode,
+    "dev": D.e_dev,
+    "mremap_addr": D.e_mremap_addr,
+    "sockproto": D.e_sockproto,
+    "sockopt_name": D.e_sockopt_name,
+}
+# Those that read a related argument (kind:N): a spec without N prints through the RenderCtx decoder.
+ENTRY_DECODERS_WITH_N = frozenset({"ibuf", "xattr_in", "omode", "dev"})
+
+
+# Kinds printed at exit or at entry depending on the other arguments (see at_exit).
+DYNAMIC_EXIT_KINDS = frozenset({"ioctl_arg", "fcntl_arg", "archprctl_arg"})
 
 
 def at_exit(c: RenderCtx, spec: ArgSpec) -> bool:

@@ -9,7 +9,7 @@ last, ``struct termios`` is the 36-byte kernel one, ``struct epoll_event`` is pa
 from __future__ import annotations
 
 import struct
-from typing import List, NamedTuple, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 # Sizes of what the kernel copies (used by capture.py to know how much to read).
 SIZEOF_STAT = 144
@@ -43,9 +43,15 @@ SIZEOF_STATFS = 120
 
 
 def _unpack(fmt: str, data: bytes, offset: int = 0) -> Optional[Tuple[int, ...]]:
-    if len(data) < offset + struct.calcsize(fmt):
+    layout = _LAYOUTS.get(fmt)
+    if layout is None:
+        layout = _LAYOUTS[fmt] = struct.Struct(fmt)  # a handful of formats, all literals here
+    if len(data) < offset + layout.size:
         return None
-    return struct.unpack_from(fmt, data, offset)
+    return layout.unpack_from(data, offset)
+
+
+_LAYOUTS: Dict[str, struct.Struct] = {}
 
 
 def u32(data: bytes) -> Optional[int]:
