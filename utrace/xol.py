@@ -213,16 +213,22 @@ def inject_syscall(
             status = _wait_stop(tid)
             kernel.ptrace_getregs(tid, regs)
             sig = kernel.WSTOPSIG(status)
-            if sig != signal.SIGTRAP or kernel.WPTRACEEVENT(status):
-                if not kernel.WPTRACEEVENT(status):
+            event = kernel.WPTRACEEVENT(status)
+            if event == kernel.PTRACE_EVENT_SECCOMP:
+                continue  # the injected call stopped by the program's seccomp filter: let it run
+            if sig != signal.SIGTRAP or event:
+                if not event:
                     on_signal(tid, sig, kernel.ptrace_getsiginfo(tid))
-                if regs.rip == syscall_addr:
-                    continue  # the step has not happened yet
             if regs.rip == syscall_addr + 2:
                 result = regs.rax
                 return result - (1 << 64) if result >= 1 << 63 else result
             if regs.rip != syscall_addr:
                 raise TargetError(f"injected system call {nr} in thread {tid} went astray to {regs.rip:#x}")
+            # Not run yet. A thread that was inside a system call (stopped at its exec event) had
+            # that call's result stored in rax on the way out: set the number again.
+            regs.rax = nr
+            regs.orig_rax = 0xFFFFFFFFFFFFFFFF
+            kernel.ptrace_setregs(tid, regs)
     finally:
         kernel.ptrace_setregs(tid, saved)
 
