@@ -11,7 +11,10 @@ temporary directory, then times every tool on the same binary on this machine:
   every call (getppid too), strace drops the unselected ones itself;
 - strace --seccomp-bpf, write only: the same with a seccomp filter, so getppid costs no stop
   (strace disables --seccomp-bpf without -f, so the row has -f);
-- utrace, all calls: ``python3 -m utrace -S -o /dev/null -- ./syscall_loop N``;
+- utrace, all calls: ``python3 -m utrace -S -o /dev/null -- ./syscall_loop N``: a seccomp filter
+  stops every call at its entry, and getppid and write, which copy nothing out, return through
+  utrace's result ring without an exit stop (one stop per call; utrace/sysring.py);
+- utrace -S --no-seccomp: the same with PTRACE_SYSCALL, two stops per call as strace;
 - utrace, write only: ``python3 -m utrace --syscalls=write -o /dev/null -- ./syscall_loop N``: a
   seccomp filter selects write, the other calls cost nothing.
 
@@ -98,11 +101,12 @@ def collect_tools(loop: Path) -> List[Tool]:
         ]
     env = common.utrace_env()
 
-    def utrace(option: str) -> Command:
-        return lambda n, t: [sys.executable, "-m", "utrace", option, "-o", t, "--", exe, str(n)]
+    def utrace(*options: str) -> Command:
+        return lambda n, t: [sys.executable, "-m", "utrace", *options, "-o", t, "--", exe, str(n)]
 
     tools += [
         Tool("utrace -S", utrace("-S"), "all", "strace -f", env, REPO),
+        Tool("utrace -S --no-seccomp", utrace("-S", "--no-seccomp"), "all", "strace -f", env, REPO),
         Tool(
             "utrace --syscalls=write", utrace("--syscalls=write"), "write", "strace -e trace=write", env, REPO
         ),

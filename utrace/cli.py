@@ -112,6 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
         "intercepted in-process (SIGSYS): no tracer task switch per call",
     )
     sc.add_argument(
+        "--no-seccomp",
+        dest="seccomp",
+        action="store_false",
+        help="a launched program gets no seccomp filter: two ptrace stops per call instead of one, but "
+        "setuid/file-capability programs keep their privileges and children without -f run untraced",
+    )
+    sc.add_argument(
         "--raw-syscalls",
         action="store_true",
         help="print the raw record stream (entry, copy from/to user, exit)",
@@ -211,8 +218,10 @@ def syscall_options(args: argparse.Namespace) -> Optional[SysOptions]:
     """The -S/--syscalls family, checked before the target starts (usage errors list the choices)."""
     rules = [parse_inject(spec) for spec in args.inject]
     if args.syscalls is None and not rules:
-        if args.raw_syscalls or args.decode_fds or args.syscall_status != "all":
-            raise UsageError("--raw-syscalls, -y and --syscall-status need -S or --syscalls=SET")
+        if args.raw_syscalls or args.decode_fds or args.syscall_status != "all" or not args.seccomp:
+            raise UsageError(
+                "--raw-syscalls, -y, --syscall-status and --no-seccomp need -S or --syscalls=SET"
+            )
         return None
     numbers = None if args.syscalls in (None, "all") else parse_syscall_set(args.syscalls)
     if numbers is not None and rules:
@@ -227,6 +236,7 @@ def syscall_options(args: argparse.Namespace) -> Optional[SysOptions]:
         failed_only=args.syscall_status == "failed",
         inject=rules,
         quiet=args.syscalls is None,
+        seccomp=args.seccomp,
     )
 
 

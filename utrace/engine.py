@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
-from . import kernel, rendezvous
+from . import kernel, rendezvous, sysring
 from .errors import (
     BadProbeAddress,
     LaunchError,
@@ -41,6 +41,7 @@ from .probes import SpecHandler, parse_spec
 from .relocate import SLOT_SIZE, Relocation, instruction_boundaries, relocate
 from .symbols import AddressSpace, Location
 from .syscalls import SyscallRecord
+from .sysring import AREA_CALLS, SysRing, code_page, touches_area, unpack_values
 from .systrace import SyscallHandler, SyscallTracer, SysOptions, install_seccomp
 from .unwind import Unwinder
 from .xol import FIRST_SLOT, Xol, find_syscall_insn, inject_call, inject_syscall
@@ -114,6 +115,12 @@ class Process:
     armed: Dict[Probe, List[int]] = field(default_factory=dict)  # probe -> its site addresses here
     modules_seen: set = field(default_factory=set)  # (path, bias) of modules already searched
     guardian: Optional[Guardian] = None  # attached processes: restores the bytes if utrace dies
+    # system calls returning through the result ring (sysring.py) instead of an exit stop
+    sysring: Optional[SysRing] = None
+    # traced only because a seccomp filter it inherited stops its calls (a child without -f, or
+    # after detach): no probes, no output, every stop resumed as it is
+    quiet: bool = False
+    exec_pending: bool = False  # exec'd; probes and ring are set up at execve's exit stop
     _unwinder: Optional[Unwinder] = None
 
     def site_of_slot(self, pc: int) -> Optional[Site]:
@@ -210,7 +217,9 @@ class Tracer:
         self.output = output if output is not None else Output()
         self.systrace: Optional[SyscallTracer] = None
         self._sys_all = False  # resume every thread with PTRACE_SYSCALL
-        self._seccomp = False  # a seccomp filter selects the traced calls (launch with a set)
+        self._seccomp = False  # a seccomp filter selects the traced calls (a launch)
+        self._serving = False  # detached from a seccomp launch: serving its stops silently until it ends
+        self._ring_unprinted = False  # some result ring holds calls not printed yet
         self._argv: List[str] = []
         self.single_step = single_step
         self.follow_forks = follow_forks
@@ -224,8 +233,10 @@ class Tracer:
         self._current: Optional[Thread] = None  # the thread whose stop is being handled
         self._siginfo = kernel.siginfo_t()
         self._sysinfo = kernel.ptrace_syscall_info()
+        self._syscall_info = kernel.SyscallInfo()
         self._deadline: Optional[float] = None
         self._ticking = False  # the periodic SIGALRM is armed
+        self._alarm = False  # it fired since the loop last looked at the timers
         self._flush_at: Optional[float] = None  # when buffered trace lines must be written out
         self._timers_ok = False  # SIGALRM handled (run() in the main thread)
         self._detached = False
@@ -257,8 +268,8 @@ class Tracer:
     def _setup_syscalls(self, opts: SysOptions) -> SyscallTracer:
         self.systrace = SyscallTracer(opts, self.output, self.output.t0)
         self.systrace.many = self.follow_forks  # like strace -f: every line says whose it is
-        # a launch with a set uses seccomp (decided in _launch); otherwise every thread stops at every call
-        self._sys_all = not (opts.numbers is not None and not self.procs and self._seccomp_ok())
+        # a launch uses a seccomp filter (decided in _launch); otherwise every thread stops at every call
+        self._sys_all = not (opts.seccomp and not self.procs and self._seccomp_ok())
         return self.systrace
 
     @staticmethod
@@ -271,7 +282,7 @@ class Tracer:
 
     def _cont(self, thread: Thread, sig: int = 0) -> None:
         if self._sys_all or thread.sys_rec is not None:
-            kernel.ptrace(kernel.PTRACE_SYSCALL, thread.tid, 0, sig)
+            kernel.ptrace_syscall(thread.tid, sig)
         else:
             kernel.ptrace_cont(thread.tid, sig)
         thread.running = True
@@ -279,21 +290,180 @@ class Tracer:
     def _on_syscall(self, thread: Thread) -> None:
         info = kernel.ptrace_get_syscall_info(thread.tid, self._sysinfo)
         st = self.systrace
-        if st is not None:
+        if not thread.process.follow or thread.process.quiet:
+            if info.op == kernel.PTRACE_SYSCALL_INFO_EXIT and thread.sys_rec is not None:
+                if thread.sys_inject is not None:  # denied before utrace went quiet: give its result
+                    regs = kernel.ptrace_getregs(thread.tid, thread.regs)
+                    regs.rax = thread.sys_inject & 0xFFFFFFFFFFFFFFFF
+                    kernel.ptrace_setregs(thread.tid, regs)
+                thread.sys_rec = thread.sys_inject = None
+        elif st is not None:
             if info.op == kernel.PTRACE_SYSCALL_INFO_ENTRY and st.wants(info.nr):
-                st.many = st.many or len(self.threads) > 1
+                st.many = st.many or (len(self.threads) > 1 and not self._alone(thread))
                 st.entry(thread, info.nr, info.args, info.stack_pointer)
             elif info.op == kernel.PTRACE_SYSCALL_INFO_EXIT:
                 st.exit(thread, info.rval)
+        if thread.process.exec_pending and info.op == kernel.PTRACE_SYSCALL_INFO_EXIT:
+            thread.process.exec_pending = False
+            self._after_exec(thread)
         self._cont(thread)
 
     def _on_seccomp(self, thread: Thread) -> None:
-        info = kernel.ptrace_get_syscall_info(thread.tid, self._sysinfo)
+        """A call the launch's seccomp filter selected, at its entry. A call that copies nothing out
+        returns through the result ring when the thread is the only one (no exit stop); any other
+        is resumed with PTRACE_SYSCALL for its exit stop. (The per-call path: keep it lean.)"""
+        info = self._syscall_info.get(thread.tid)  # op, arch, ip, sp, nr, args...
+        proc = thread.process
         st = self.systrace
-        if st is not None and info.op == kernel.PTRACE_SYSCALL_INFO_SECCOMP:
-            st.many = st.many or len(self.threads) > 1
-            st.entry(thread, info.nr, info.args, info.stack_pointer)
+        ring = proc.sysring
+        if st is None or proc.quiet or not proc.follow or info[0] != kernel.PTRACE_SYSCALL_INFO_SECCOMP:
+            if ring is not None and ring.records:
+                self._ring_resolve(thread, ring, at_entry=True)
+            self._cont(thread)
+            return
+        nr = info[4]
+        args = info[5:11]
+        ret_addr = info[2]
+        defer = False
+        if ring is not None:
+            records = ring.records
+            if records and ring.in_code(ret_addr):
+                ret_addr = self._ring_resolve(thread, ring, at_entry=True)
+            touches = nr in AREA_CALLS and touches_area(ring, nr, args)
+            defer = not touches and st.deferrable(nr) and (len(self.threads) == 1 or self._alone(thread))
+            if ring.records and (not defer or len(ring.records) == sysring.SLOTS):
+                self._ring_resolve(thread, ring, at_entry=True)
+            if touches:
+                proc.sysring = ring = None  # the program unmaps or re-protects it: no more one-stop calls
+        if not st.many and len(self.threads) > 1 and not self._alone(thread):
+            st.many = True
+        rec = st.entry(thread, nr, args, info[3])
+        if defer and ring is not None and thread.sys_inject is None:
+            thread.sys_rec = None
+            records = ring.records
+            kernel.ptrace_pokeuser(thread.tid, kernel.RIP_OFFSET, ring.stub_refs[len(records)])
+            records.append((rec, ret_addr))
+            self._ring_unprinted = True
+            kernel.ptrace_cont(thread.tid, 0)
+            thread.running = True
+            return
         self._cont(thread)  # sys_rec is set: PTRACE_SYSCALL, so the exit stops too
+
+    def _alone(self, thread: Thread) -> bool:
+        """The only thread whose calls are reported (the others are quiet children)."""
+        return all(t is thread or t.process.quiet or not t.process.follow for t in self.threads.values())
+
+    # ------------------------------------------------------------------ the result ring (sysring.py)
+    def _map_sysring(self, proc: Process, thread: Thread) -> None:
+        """Map the result ring into a program stopped at its exec (launch with seccomp only)."""
+        insn = proc.xol.bootstrap_syscall or find_syscall_insn(proc.pid, proc.mem)
+        if insn is None:
+            return
+        proc.xol.bootstrap_syscall = insn
+        area = None
+        flags = kernel.MAP_PRIVATE | kernel.MAP_ANONYMOUS | kernel.MAP_FIXED_NOREPLACE
+        for hint in sysring.HINTS:
+            mapped = inject_syscall(
+                thread.tid,
+                thread.regs,
+                insn,
+                kernel.SYS_mmap,
+                (hint, sysring.AREA_SIZE, kernel.PROT_READ | kernel.PROT_WRITE, flags, -1, 0),
+                self._hold_info,
+            )
+            if mapped == hint:
+                area = hint
+                break
+            if mapped > 0:  # a kernel without MAP_FIXED_NOREPLACE put it elsewhere: not ours to use
+                inject_syscall(
+                    thread.tid,
+                    thread.regs,
+                    insn,
+                    kernel.SYS_munmap,
+                    (mapped, sysring.AREA_SIZE),
+                    self._hold_info,
+                )
+        if area is None:
+            return
+        proc.mem.write(area, code_page(area))
+        protect = (area, sysring.PAGE, kernel.PROT_READ | kernel.PROT_EXEC)
+        if inject_syscall(thread.tid, thread.regs, insn, kernel.SYS_mprotect, protect, self._hold_info) == 0:
+            proc.sysring = SysRing(area)
+
+    def _ring_resolve(
+        self, thread: Thread, ring: SysRing, at_entry: bool = False, exiting: bool = False
+    ) -> int:
+        """Print the calls in ``ring`` and empty it, with ``thread`` stopped.
+
+        At a seccomp stop (``at_entry``) every call in the ring has returned through its stub. At any
+        other stop the last one may have returned without running its stub yet (rip is in it: the
+        stop is on the way back to user mode, a signal or an interrupt): its result is in rax, and
+        the thread is sent to the real return address (a restart then rewinds to the real syscall
+        instruction). A seccomp stop with rip in a stub is such a restart that ran without a stop in
+        between: rcx then points into the stub, so it gets the real return address back. At the exit
+        stop (``exiting``) a call still in its stub never returned (killed): its result is unknown.
+        Returns the address the stopped call returns to.
+        """
+        proc = thread.process
+        records = ring.records
+        override: Dict[int, Optional[int]] = {}
+        regs = kernel.ptrace_getregs(thread.tid, thread.regs)
+        ret_addr = regs.rip
+        if ring.in_code(regs.rip):
+            k = ring.slot_at(regs.rip)
+            offset = regs.rip - (ring.area + k * sysring.STUB)
+            real = records[k][1] if k < len(records) else 0
+            if at_entry:  # a restart of call k: the first attempt's result is unknown
+                override[k] = None
+                regs.rcx = regs.rip = ret_addr = real
+            elif offset < 2 or exiting:  # about to execute the syscall of a restart, or killed
+                override[k] = None
+                regs.rip = real - 2
+            else:
+                override[k] = sysring.signed(regs.rax)
+                regs.rip = real
+            kernel.ptrace_setregs(thread.tid, regs)
+        n = len(records)
+        values: List[Optional[int]] = [None] * n
+        try:
+            values = list(unpack_values(proc.mem.read(ring.values, 8 * n)))
+            proc.mem.write(ring.gens, bytes(n))
+        except OSError:
+            proc.sysring = None  # the area is gone: these results are lost
+        for k, value in override.items():
+            if k < n:
+                values[k] = value
+        self._ring_print(thread, ring, values, n)
+        ring.records = []
+        ring.printed = 0
+        return ret_addr
+
+    def _ring_print(self, thread: Thread, ring: SysRing, values: List[Optional[int]], upto: int) -> None:
+        st = self.systrace
+        assert st is not None
+        for i in range(ring.printed, upto):
+            st.finish(thread, ring.records[i][0], values[i], deferred=True)
+        ring.printed = upto
+
+    def _ring_peek(self) -> None:
+        """The flush timer: print the calls that already returned through a running thread's ring
+        (all but the last one for sure, the last one when its stub marked it done)."""
+        self._ring_unprinted = False
+        for proc in list(self.procs.values()):
+            ring = proc.sysring
+            if ring is None or ring.printed == len(ring.records) or not proc.threads:
+                continue
+            thread = next(iter(proc.threads.values()))
+            n = len(ring.records)
+            try:
+                # the done byte first: its stub stores the value before it, so a done slot's value is in
+                done = proc.mem.read(ring.gens + n - 1, 1)[0]
+                values: List[Optional[int]] = list(unpack_values(proc.mem.read(ring.values, 8 * n)))
+            except OSError:
+                continue
+            self._ring_print(thread, ring, values, n if done else n - 1)
+            if ring.printed < n:
+                self._ring_unprinted = True
 
     # ------------------------------------------------------------------ launch and attach
     @classmethod
@@ -313,9 +483,10 @@ class Tracer:
     def _launch(self, argv: List[str]) -> None:
         if not argv:
             raise UsageError("no command to run")
-        seccomp_numbers = None
+        seccomp_numbers: Optional[List[int]] = None  # None: the filter stops every call
         if self.systrace is not None and not self._sys_all:
-            seccomp_numbers = sorted(self.systrace.opts.numbers or ())
+            numbers = self.systrace.opts.numbers
+            seccomp_numbers = None if numbers is None else sorted(numbers)
             self._seccomp = True
         self._argv = list(argv)
         ready_r, ready_w = os.pipe()
@@ -334,7 +505,7 @@ class Tracer:
                 kernel.prctl(kernel.PR_SET_DUMPABLE, 1)
                 os.write(ready_w, b"r")
                 os.read(go_r, 1)
-                if seccomp_numbers is not None:
+                if self._seccomp:
                     install_seccomp(seccomp_numbers)
                 os.execvp(argv[0], argv)
             except OSError as err:
@@ -349,7 +520,8 @@ class Tracer:
             os.read(ready_r, 1)
             options = TRACE_OPTIONS | kernel.PTRACE_O_EXITKILL
             if self._seccomp:
-                options |= kernel.PTRACE_O_TRACESECCOMP
+                # the exit stop: the last calls of a result ring are read while the memory is there
+                options |= kernel.PTRACE_O_TRACESECCOMP | kernel.PTRACE_O_TRACEEXIT
             kernel.ptrace_seize(pid, options)
         except OSError as err:
             os.kill(pid, signal.SIGKILL)
@@ -372,9 +544,9 @@ class Tracer:
                 code = struct.unpack("<i", failure)[0] if len(failure) == 4 else errno.ENOEXEC
                 exit_code = 127 if code == errno.ENOENT else 126
                 raise LaunchError(argv[0], os.strerror(code), exit_code)
-            if kernel.WPTRACEEVENT(status) != kernel.PTRACE_EVENT_SECCOMP:
+            if kernel.WPTRACEEVENT(status) not in (kernel.PTRACE_EVENT_SECCOMP, kernel.PTRACE_EVENT_EXIT):
                 break
-            kernel.ptrace_cont(pid)  # the child's own calls between seccomp() and execve
+            kernel.ptrace_cont(pid)  # the child's own calls between seccomp() and execve, or its end
         os.close(err_r)
         if kernel.WPTRACEEVENT(status) != kernel.PTRACE_EVENT_EXEC:
             raise TargetError(f"{argv[0]}: unexpected stop {status:#x} at start")
@@ -403,6 +575,8 @@ class Tracer:
         """
         proc = thread.process
         kernel.ptrace_getregs(thread.tid, thread.regs)  # code injections start from these
+        # ... and end by setting them back: with execve's result, which it stores after this stop
+        thread.regs.rax = 0
         entry = kernel.read_auxv(proc.pid)[kernel.AT_ENTRY]
         proc.entry_trap = (entry, proc.mem.read(entry, 1))
         if proc.guardian is not None:
@@ -410,6 +584,9 @@ class Tracer:
             proc.guardian.armed(entry, proc.entry_trap[1][0])
         proc.mem.write(entry, INT3)
         proc.relocated = False
+        proc.sysring = None
+        if self._seccomp and self.systrace is not None and self.systrace.can_defer and proc.follow:
+            self._map_sysring(proc, thread)
         rdv = rendezvous.locate(proc.address_space()) if self.watch_libraries else None
         if rdv is not None:
             proc.rdv = rdv
@@ -875,9 +1052,13 @@ class Tracer:
 
         for sig in DETACH_SIGNALS:
             previous[sig] = signal.signal(sig, on_signal)
+
         # SIGALRM only interrupts the blocking waitpid (the loop then flushes output or ends at the
         # --duration deadline); it is armed only while there is something to flush or a deadline.
-        previous[signal.SIGALRM] = signal.signal(signal.SIGALRM, lambda s, f: None)
+        def on_alarm(signum: int, frame: object) -> None:
+            self._alarm = True
+
+        previous[signal.SIGALRM] = signal.signal(signal.SIGALRM, on_alarm)
         self._timers_ok = True
         return previous
 
@@ -896,7 +1077,12 @@ class Tracer:
 
     def _loop(self) -> None:
         while self.threads and self._paused is None:
-            if self._deadline is not None or self._ticking or self.output.pending:
+            # the timers need a look when the SIGALRM tick came, or to arm it (not on every stop)
+            if self._alarm or (
+                not self._ticking
+                and (self._deadline is not None or self.output.pending or self._ring_unprinted)
+            ):
+                self._alarm = False
                 self._timers()
             if self._stop_requested:
                 break
@@ -912,15 +1098,17 @@ class Tracer:
         do none is armed, so a traced program that sleeps costs utrace no CPU.
         """
         idle = self._deadline is None and self._flush_at is None and not self._ticking
-        if idle and not self.output.pending:
+        if idle and not self.output.pending and not self._ring_unprinted:
             return  # the common case on the hot path: nothing to do
         now = time.monotonic()
         if self._flush_at is not None and now >= self._flush_at:
             self._flush_at = None
+            if self._ring_unprinted:
+                self._ring_peek()
             self.output.flush()
         if self._deadline is not None and now >= self._deadline:
             self._stop_requested = True
-        if self.output.pending and self._flush_at is None:
+        if (self.output.pending or self._ring_unprinted) and self._flush_at is None:
             if not self._timers_ok:
                 self.output.flush()  # not in the main thread: no SIGALRM handler, so no timer
             else:
@@ -945,6 +1133,10 @@ class Tracer:
         event = status >> 16
         self._current = thread
         try:
+            ring = thread.process.sysring
+            if ring is not None and ring.records and event != kernel.PTRACE_EVENT_SECCOMP:
+                # its calls come before whatever this stop prints
+                self._ring_resolve(thread, ring, exiting=event == kernel.PTRACE_EVENT_EXIT)
             if event == 0:
                 if sig == SIGTRAP:
                     self._on_trap(thread)
@@ -1199,7 +1391,7 @@ class Tracer:
             return
         if sig in FAULT_SIGNALS:
             self._fixup_fault(thread)
-        if self.systrace is not None and thread.process.follow:
+        if self.systrace is not None and thread.process.follow and not thread.process.quiet:
             self.systrace.signal_line(thread.tid, sig, kernel.ptrace_getsiginfo(thread.tid))
         self._cont(thread, sig)  # a stop signal becomes a group-stop, reported as EVENT_STOP
 
@@ -1305,6 +1497,8 @@ class Tracer:
                 slots={s.slot: s for s in sites.values()},
                 armed={p: list(a) for p, a in parent.armed.items()},
             )
+            if parent.sysring is not None:
+                proc.sysring = SysRing(parent.sysring.area)  # its copy of the stubs and slots
         proc.rdv, proc.rstate, proc.relocated = parent.rdv, parent.rstate, parent.relocated
         proc.modules_seen = set(parent.modules_seen)
         proc.space = parent.space
@@ -1325,12 +1519,14 @@ class Tracer:
         parent = forker.process
         if shares_memory:
             proc = _sharing(pid, parent, follow=False)
+            proc.quiet = self._seccomp
             self.procs[pid] = proc
             thread = self._add_thread(proc, pid)
             self._resume(thread)
             return
         try:
             mem = kernel.ProcMem.open(pid)
+            keep = False
             try:
                 for site in parent.sites.values():
                     mem.write(site.addr, site.orig[:1])
@@ -1339,9 +1535,18 @@ class Tracer:
                     # return addresses back, or its returns would hit an int3 nobody handles
                     for instance in forker.rstack:
                         _swap_return(mem, instance, instance.orig_ret, parent.xol.ret_trampoline)
+                # Under the launch's seccomp filter (inherited, permanent) its selected calls would
+                # fail with ENOSYS without a tracer: it stays traced, silently, as strace -f would.
+                keep = self._seccomp
             finally:
-                mem.close()
-            kernel.ptrace_detach(pid)
+                if not keep:
+                    mem.close()
+            if keep:
+                proc = Process(pid=pid, mem=mem, xol=Xol(mem), follow=False, quiet=True)
+                self.procs[pid] = proc
+                self._resume(self._add_thread(proc, pid))
+            else:
+                kernel.ptrace_detach(pid)
         except OSError:
             pass
 
@@ -1355,7 +1560,7 @@ class Tracer:
         for tid in [t for t in proc.threads if t != thread.tid]:
             self.threads.pop(tid, None)
             proc.threads.pop(tid, None)
-        if not proc.follow:
+        if not proc.follow and not self._seccomp:
             # a vfork child that was traced only because it shared its parent's memory
             self.threads.pop(thread.tid, None)
             self.procs.pop(proc.pid, None)
@@ -1373,7 +1578,14 @@ class Tracer:
         thread.comm = kernel.comm_of(thread.tid)
         thread.stepping = None
         thread.rstack.clear()
-        self._after_exec(thread)
+        proc.sysring = None
+        if proc.follow and thread.sys_rec is not None:
+            # execve's own exit stop is next: finish there (a code injection now would eat it)
+            proc.exec_pending = True
+        elif proc.follow:
+            self._after_exec(thread)
+        else:
+            proc.quiet = True  # an unfollowed child under the launch's seccomp filter: it cannot go
         self._resume(thread)
 
     def _at_entry(self, thread: Thread) -> None:
@@ -1441,6 +1653,12 @@ class Tracer:
 
     def _thread_gone(self, thread: Thread, status: int) -> None:
         proc = thread.process
+        ring = proc.sysring
+        if ring is not None and ring.records and len(proc.threads) <= 1:
+            # killed (SIGKILL) with calls in the ring: the memory holding their results is gone
+            self._ring_print(thread, ring, [None] * len(ring.records), len(ring.records))
+            ring.records = []
+            ring.printed = 0
         for instance in thread.rstack:  # calls that never returned (pthread_exit, exit())
             for probe in instance.probes:
                 probe.missed += 1
@@ -1449,7 +1667,7 @@ class Tracer:
         proc.threads.pop(thread.tid, None)
         if thread.tid == proc.pid:
             proc.exit_status = _exit_code(status)
-            if self.systrace is not None and proc.follow:
+            if self.systrace is not None and proc.follow and not proc.quiet:
                 self.systrace.exit_line(thread.tid, status)
             if proc.pid == self.leader:
                 self.exit_status = proc.exit_status
@@ -1460,8 +1678,17 @@ class Tracer:
 
     # ------------------------------------------------------------------ detach
     def detach(self) -> None:
-        """Stop every thread, take every int3 out, put every thread back at a sane pc, let go."""
+        """Stop every thread, take every int3 out, put every thread back at a sane pc, let go.
+
+        A program launched under a seccomp filter cannot be let go: without a tracer the calls the
+        filter selects fail with ENOSYS. It is served silently instead, until it ends (then this
+        returns); if utrace is killed meanwhile, the kernel kills it too (PTRACE_O_EXITKILL).
+        """
         if self._detached:
+            return
+        if self._seccomp:
+            if not self._serving:
+                self._serve_until_exit()
             return
         self._detached = True
         for proc in list(self.procs.values()):
@@ -1469,7 +1696,19 @@ class Tracer:
         self.procs.clear()
         self.threads.clear()
 
-    def _detach_process(self, proc: Process) -> None:
+    def _serve_until_exit(self) -> None:
+        self._serving = True
+        for proc in list(self.procs.values()):
+            self._detach_process(proc, release=False)
+        self._stop_requested = False
+        self._deadline = None
+        self._paused = None
+        self._resume_all()
+        self._loop()
+        self._detached = True
+
+    def _detach_process(self, proc: Process, release: bool = True) -> None:
+        """``release`` False: everything but letting go (the process stays traced, quiet)."""
         threads = list(proc.threads.values())
         for thread in threads:
             if thread.running:
@@ -1484,6 +1723,16 @@ class Tracer:
                 proc.mem.write(proc.entry_trap[0], proc.entry_trap[1])
             except OSError:
                 pass
+        ring = proc.sysring
+        for thread in proc.threads.values():
+            if ring is not None and ring.records:
+                self._ring_resolve(thread, ring)
+        proc.sysring = None
+        if not release:
+            for thread in proc.threads.values():
+                self._restore_returns(thread)
+            proc.quiet = True
+            return
         for thread in proc.threads.values():
             self._restore_returns(thread)
             self._release_thread(thread)
@@ -1517,6 +1766,9 @@ class Tracer:
             thread.running = False
             sig = kernel.WSTOPSIG(status)
             event = kernel.WPTRACEEVENT(status)
+            ring = thread.process.sysring
+            if ring is not None and ring.records:
+                self._ring_resolve(thread, ring, at_entry=event == kernel.PTRACE_EVENT_SECCOMP)
             if event == kernel.PTRACE_EVENT_STOP:
                 thread.group_stopped = sig in STOP_SIGNALS
                 if not thread.group_stopped and _sigtrap_pending(thread.tid):

@@ -29,6 +29,7 @@ from . import kernel
 from .errors import UsageError
 from .syscalls import (
     SYSCALL_NAMES,
+    SYSCALL_NUMBERS,
     SyscallRecord,
     capture_entry,
     capture_exit,
@@ -36,6 +37,7 @@ from .syscalls import (
     format_entry,
     format_raw,
     format_resumed,
+    has_exit_capture,
     parse_syscall_set,
     readers_for,
 )
@@ -46,6 +48,22 @@ if TYPE_CHECKING:
     from .output import Output
 
 AT_FDCWD = -100
+EXITS = frozenset((SYSCALL_NUMBERS["exit"], SYSCALL_NUMBERS["exit_group"]))
+# Calls that never take the one-stop path: they return twice or not at all, or replace the registers.
+NEVER_DEFERRED = frozenset(
+    SYSCALL_NUMBERS[name]
+    for name in (
+        "clone",
+        "clone3",
+        "fork",
+        "vfork",
+        "execve",
+        "execveat",
+        "exit",
+        "exit_group",
+        "rt_sigreturn",
+    )
+)
 
 
 class SyscallHandler:
@@ -123,20 +141,25 @@ def parse_inject(spec: str) -> InjectRule:
     return rule
 
 
-def seccomp_program(numbers: Sequence[int]) -> bytes:
-    """A classic-BPF seccomp filter: SECCOMP_RET_TRACE for ``numbers`` (x86-64), ALLOW otherwise."""
+def seccomp_program(numbers: Optional[Sequence[int]]) -> bytes:
+    """A classic-BPF seccomp filter: SECCOMP_RET_TRACE for ``numbers`` (x86-64; None: every call),
+    ALLOW otherwise (and for the 32-bit ABIs, which the decoders do not know)."""
     ld_abs, jeq, ret = 0x20, 0x15, 0x06
     allow, trace = 0x7FFF0000, 0x7FF00000
     audit_arch_x86_64 = 0xC000003E
-    nums = sorted(set(numbers))
-    insns = [(ld_abs, 0, 0, 4), (jeq, 1, 0, audit_arch_x86_64), (ret, 0, 0, allow), (ld_abs, 0, 0, 0)]
-    for i, nr in enumerate(nums):
-        insns.append((jeq, len(nums) - i, 0, nr))  # to the RET_TRACE after the remaining jeqs + ALLOW
-    insns += [(ret, 0, 0, allow), (ret, 0, 0, trace)]
+    insns = [(ld_abs, 0, 0, 4), (jeq, 1, 0, audit_arch_x86_64), (ret, 0, 0, allow)]
+    if numbers is None:
+        insns.append((ret, 0, 0, trace))
+    else:
+        nums = sorted(set(numbers))
+        insns.append((ld_abs, 0, 0, 0))
+        for i, nr in enumerate(nums):
+            insns.append((jeq, len(nums) - i, 0, nr))  # to the RET_TRACE after the remaining jeqs + ALLOW
+        insns += [(ret, 0, 0, allow), (ret, 0, 0, trace)]
     return b"".join(struct.pack("<HBBI", *insn) for insn in insns)
 
 
-def install_seccomp(numbers: Sequence[int]) -> None:
+def install_seccomp(numbers: Optional[Sequence[int]]) -> None:
     """In the launched child, just before exec: NO_NEW_PRIVS and the filter (seccomp(2), raw)."""
     prog = seccomp_program(numbers)
     buf = ctypes.create_string_buffer(prog, len(prog))
@@ -161,6 +184,7 @@ class SysOptions:
     inject: List[InjectRule] = field(default_factory=list)
     handler: Optional[SyscallHandler] = None
     quiet: bool = False  # record, do not print (API use)
+    seccomp: bool = True  # a launch selects the traced calls with a seccomp filter (one stop each)
 
 
 class SyscallTracer:
@@ -175,31 +199,52 @@ class SyscallTracer:
         self._unfinished: Dict[int, SyscallRecord] = {}  # tid -> record printed as "<unfinished ...>"
         self._last_tid: Optional[int] = None
         self.many = False  # several threads/processes: prefix lines with [pid N]
+        # Calls whose exit stop can be skipped (see sysring.py): they copy nothing out, and nothing
+        # here needs to act at their exit (a handler's on_exit, -y's lookup of the live descriptors).
+        handler_exits = (
+            options.handler is not None and type(options.handler).on_exit is not SyscallHandler.on_exit
+        )
+        self.can_defer = not handler_exits and not options.decode_fds
+        self._deferrable: Dict[int, bool] = {}
+        self.one_stop_calls = 0  # calls that returned through the result ring, without an exit stop
+        self._readers: Dict[int, tuple] = {}  # pid -> (its ProcMem, read, read_string)
+
+    def deferrable(self, nr: int) -> bool:
+        """Whether ``nr``'s exit stop can be skipped: its result is all the exit has to tell."""
+        known = self._deferrable.get(nr)
+        if known is None:
+            known = self._deferrable[nr] = nr not in NEVER_DEFERRED and not has_exit_capture(nr)
+        return known
 
     def wants(self, nr: int) -> bool:
         return self.opts.numbers is None or nr in self.opts.numbers
 
     # --- stops ----------------------------------------------------------------------------------
-    def entry(self, thread: Thread, nr: int, args: tuple, sp: int) -> None:
-        mem = thread.process.mem
-        read, read_string = readers_for(mem)
-        rec = SyscallRecord(thread.process.pid, thread.tid, nr, SYSCALL_NAMES.get(nr, f"syscall_{nr:#x}"),
-                            tuple(args), time.monotonic(), [])  # fmt: skip
+    def entry(self, thread: Thread, nr: int, args: tuple, sp: int) -> SyscallRecord:
+        """A call's entry: record it with the memory the kernel will read; deny or emulate it when a
+        handler or an --inject rule says so. Returns the record (also ``thread.sys_rec``)."""
+        proc = thread.process
+        opts = self.opts
+        readers = self._readers.get(proc.pid)
+        if readers is None or readers[0] is not proc.mem:  # a new process, or a new image after exec
+            readers = self._readers[proc.pid] = (proc.mem, *readers_for(proc.mem))
         try:
-            rec.copy_from_user = list(capture_entry(nr, rec.args, read, read_string, sp=sp))
+            copied = capture_entry(nr, args, readers[1], readers[2], sp=sp)
         except OSError:
-            rec.copy_from_user = []
+            copied = []
+        name = SYSCALL_NAMES.get(nr) or f"syscall_{nr:#x}"
+        rec = SyscallRecord(proc.pid, thread.tid, nr, name, args, time.monotonic(), copied)
         thread.sys_rec = rec
         thread.sys_inject = None
-        if self.opts.decode_fds:
+        if opts.decode_fds:
             self._snapshot_fds(rec)
-        if self.opts.handler is not None:
-            verdict = self.opts.handler.on_enter(rec)
+        if opts.handler is not None:
+            verdict = opts.handler.on_enter(rec)
             if verdict is not None:
                 kind, value = verdict
                 thread.sys_inject = -int(value) if kind == "error" else int(value)
                 rec.injected = f"{kind}={value}"
-        for rule in self.opts.inject:
+        for rule in opts.inject:
             if thread.sys_inject is None and nr in rule.numbers and rule.applies(nr):
                 thread.sys_inject = rule.value()
                 rec.injected = "error=" + errno_mod.errorcode.get(rule.error, str(rule.error)) if rule.error \
@@ -208,16 +253,33 @@ class SyscallTracer:
             regs = kernel.ptrace_getregs(thread.tid, thread.regs)
             regs.orig_rax = 0xFFFFFFFFFFFFFFFF  # the kernel skips a syscall whose number is -1
             kernel.ptrace_setregs(thread.tid, regs)
-        if self.opts.raw:
+        if opts.raw:
             self._print_raw(rec, entry=True)
-        elif not self.opts.failed_only:
-            self._entry_started(thread, rec)
+        elif not opts.failed_only and not opts.quiet:
+            self._unfinished[thread.tid] = rec
+            if nr in EXITS:
+                self._exit_at_entry(thread, rec)
+        return rec
 
     def exit(self, thread: Thread, rval: int) -> None:
         rec = thread.sys_rec
         thread.sys_rec = None
         if rec is None:
             return
+        self.finish(thread, rec, rval)
+
+    def finish(self, thread: Thread, rec: SyscallRecord, rval: Optional[int], deferred: bool = False) -> None:
+        """The call returned ``rval`` (None: unknown, the process is gone). ``deferred``: it returned
+        some time ago through the result ring (it copies nothing out, so there is nothing to read
+        and no register to change now)."""
+        if deferred:
+            self.one_stop_calls += 1
+            rec.ret = rval
+            if self.keep:
+                self.records.append(rec)
+            self._print_exit(thread, rec)
+            return
+        assert rval is not None
         if thread.sys_inject is not None:
             rval = thread.sys_inject
             thread.sys_inject = None
@@ -266,44 +328,47 @@ class SyscallTracer:
     def _line(self, tid: int, text: str) -> None:
         if self.opts.quiet:
             return
-        self.interrupt_others(tid)
-        self.output.line(self._prefix(tid) + text)
+        if self._unfinished:
+            self.interrupt_others(tid)
+        self.output.line(f"[pid {tid:>5}] {text}" if self.many else text)
         self._last_tid = tid
 
     def interrupt_others(self, tid: int) -> None:
         """Another thread's line is about to be printed: end the pending entries of the others with
         ' <unfinished ...>', as strace does."""
+        if len(self._unfinished) == 1 and tid in self._unfinished:
+            return  # only this thread's own call is pending
         for other, rec in list(self._unfinished.items()):
             if other != tid and rec.ret is None and not getattr(rec, "_shown", False):
                 self.output.line(self._prefix(other) + format_entry(rec, self.opts.strsize, self._fd(rec))
                                  + " <unfinished ...>")  # fmt: skip
                 rec._shown = True  # type: ignore[attr-defined]
 
-    def _entry_started(self, thread: Thread, rec: SyscallRecord) -> None:
-        if self.opts.quiet:
-            return
-        self._unfinished[thread.tid] = rec
-        if rec.name in ("exit", "exit_group"):
-            # these never return: strace prints them at entry with "= ?"
-            self._unfinished.pop(thread.tid, None)
-            self._line(thread.tid, format_call(rec, self.opts.strsize, self._fd(rec)))
-            rec._shown = True  # type: ignore[attr-defined]
+    def _exit_at_entry(self, thread: Thread, rec: SyscallRecord) -> None:
+        """exit and exit_group never return: strace prints them at entry with "= ?"."""
+        self._unfinished.pop(thread.tid, None)
+        self._line(thread.tid, format_call(rec, self.opts.strsize, self._fd(rec)))
+        rec._shown = True  # type: ignore[attr-defined]
 
     def _print_exit(self, thread: Thread, rec: SyscallRecord) -> None:
-        self._unfinished.pop(thread.tid, None)
-        if self.opts.quiet:
+        if self._unfinished.get(thread.tid) is rec:  # (a later call of a one-stop thread may be there)
+            del self._unfinished[thread.tid]
+        opts = self.opts
+        if opts.quiet:
             return
-        if self.opts.raw:
+        if opts.raw:
             self._print_raw(rec, entry=False)
             return
-        if self.opts.failed_only and not rec.is_error:
+        if opts.failed_only and not rec.is_error:
             return
-        if getattr(rec, "_shown", False):
+        if rec.__dict__.get("_shown"):
             if rec.name in ("exit", "exit_group"):
                 return
-            self._line(thread.tid, format_resumed(rec, self.opts.strsize, self._fd(rec)))
+            self._line(thread.tid, format_resumed(rec, opts.strsize, self._fd(rec)))
+        elif opts.decode_fds:
+            self._line(thread.tid, format_call(rec, opts.strsize, self._fd(rec), self._entry_fd(rec)))
         else:
-            self._line(thread.tid, format_call(rec, self.opts.strsize, self._fd(rec), self._entry_fd(rec)))
+            self._line(thread.tid, format_call(rec, opts.strsize))
 
     def _print_raw(self, rec: SyscallRecord, entry: bool) -> None:
         lines = format_raw(rec, None if self.output.fmt == "json" else self.opts.strsize)
