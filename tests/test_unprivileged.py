@@ -74,6 +74,27 @@ def test_nobody_launches_and_traces_its_own_program(warm):
     assert as_nobody(trace) == str(250 * 1000 + 0)
 
 
+def test_nobody_traces_system_calls_one_stop_each(warm):
+    """The seccomp launch and the result ring as an ordinary user: the filter needs NO_NEW_PRIVS
+    (set in the child), the area an ordinary mmap."""
+    from utrace.systrace import SysOptions
+
+    def trace() -> str:
+        opts = SysOptions(quiet=True)
+        with utrace.launch(
+            [warm, "50"], syscalls=opts, probes=False, output=utrace.engine.Output(io.StringIO())
+        ) as t:
+            status = t.run()
+            st = t.systrace
+            assert st is not None
+            writes = [r for r in st.records if r.name == "write"]
+        return (
+            f"{status} {st.one_stop_calls > 10} {bool(writes) and all(r.ret and r.ret > 0 for r in writes)}"
+        )
+
+    assert as_nobody(trace) == "0 True True"
+
+
 def test_nobody_attaches_to_its_own_process(warm):
     def trace() -> str:
         target = subprocess.Popen([warm, "100000", "200"], stdout=subprocess.PIPE)
