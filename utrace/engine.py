@@ -58,6 +58,7 @@ STOP_SIGNALS = (signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
 FAULT_SIGNALS = (signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGTRAP)
 DETACH_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 SIGTRAP = signal.SIGTRAP.value
+SECCOMP_STOP = kernel.PTRACE_EVENT_SECCOMP << 16 | SIGTRAP << 8 | 0x7F  # the wait status of a seccomp stop
 FLUSH_INTERVAL = 0.2  # seconds a trace line may wait in the buffer when the output is not a terminal
 TICK = 0.05  # period of the SIGALRM that wakes the event loop while a flush or a deadline is pending
 
@@ -326,11 +327,13 @@ class Tracer:
         ret_addr = info[2]
         defer = False
         if ring is not None:
-            records = ring.records
-            if records and ring.in_code(ret_addr):
+            if ring.records and ring.area <= ret_addr < ring.code_end:  # a restart from a stub
                 ret_addr = self._ring_resolve(thread, ring, at_entry=True)
             touches = nr in AREA_CALLS and touches_area(ring, nr, args)
-            defer = not touches and st.deferrable(nr) and (len(self.threads) == 1 or self._alone(thread))
+            known = st.deferred.get(nr)
+            if known is None:
+                known = st.deferrable(nr)
+            defer = known and not touches and (len(self.threads) == 1 or self._alone(thread))
             if ring.records and (not defer or len(ring.records) == sysring.SLOTS):
                 self._ring_resolve(thread, ring, at_entry=True)
             if touches:
@@ -441,8 +444,9 @@ class Tracer:
     def _ring_print(self, thread: Thread, ring: SysRing, values: List[Optional[int]], upto: int) -> None:
         st = self.systrace
         assert st is not None
-        for i in range(ring.printed, upto):
-            st.finish(thread, ring.records[i][0], values[i], deferred=True)
+        st.finish_returned(
+            thread, [rec for rec, _ in ring.records[ring.printed : upto]], values[ring.printed : upto]
+        )
         ring.printed = upto
 
     def _ring_peek(self) -> None:
@@ -1087,7 +1091,19 @@ class Tracer:
             if self._stop_requested:
                 break
             pid, status = kernel.waitpid(-1, kernel.WALL)
-            if pid:  # else EINTR: the timer or a detach signal
+            if not pid:
+                continue  # EINTR: the timer or a detach signal
+            thread = self.threads.get(pid) if status == SECCOMP_STOP else None
+            if thread is not None:  # the per-call stop of a seccomp launch, straight to its handler
+                thread.running = False
+                self._current = thread
+                try:
+                    self._on_seccomp(thread)
+                except ProcessLookupError:
+                    pass  # killed under us: its exit status follows
+                finally:
+                    self._current = None
+            else:
                 self._dispatch(pid, status)
 
     def _timers(self) -> None:

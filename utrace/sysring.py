@@ -65,8 +65,11 @@ class SysRing:
     printed: int = 0
     stub_refs: List[ctypes.c_uint64] = field(default_factory=list)  # stub k's address, for POKEUSER
 
+    code_end: int = 0  # the end of the stubs
+
     def __post_init__(self) -> None:
         self.stub_refs = [ctypes.c_uint64(self.stub(k)) for k in range(SLOTS)]
+        self.code_end = self.area + SLOTS * STUB
 
     @property
     def full(self) -> bool:

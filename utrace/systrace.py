@@ -205,15 +205,15 @@ class SyscallTracer:
             options.handler is not None and type(options.handler).on_exit is not SyscallHandler.on_exit
         )
         self.can_defer = not handler_exits and not options.decode_fds
-        self._deferrable: Dict[int, bool] = {}
+        self.deferred: Dict[int, bool] = {}  # deferrable(nr), memoized
         self.one_stop_calls = 0  # calls that returned through the result ring, without an exit stop
         self._readers: Dict[int, tuple] = {}  # pid -> (its ProcMem, read, read_string)
 
     def deferrable(self, nr: int) -> bool:
         """Whether ``nr``'s exit stop can be skipped: its result is all the exit has to tell."""
-        known = self._deferrable.get(nr)
+        known = self.deferred.get(nr)
         if known is None:
-            known = self._deferrable[nr] = nr not in NEVER_DEFERRED and not has_exit_capture(nr)
+            known = self.deferred[nr] = nr not in NEVER_DEFERRED and not has_exit_capture(nr)
         return known
 
     def wants(self, nr: int) -> bool:
@@ -303,6 +303,36 @@ class SyscallTracer:
         if self.keep:
             self.records.append(rec)
         self._print_exit(thread, rec)
+
+    def finish_returned(self, thread: Thread, recs: List[SyscallRecord], values: List[Optional[int]]) -> None:
+        """Calls that returned through the result ring, in order: one write for their lines."""
+        opts = self.opts
+        if (
+            opts.quiet
+            or opts.raw
+            or opts.failed_only
+            or opts.decode_fds
+            or self._unfinished.keys() - {thread.tid}
+        ):
+            for rec, value in zip(recs, values):
+                self.finish(thread, rec, value, deferred=True)
+            return
+        self.one_stop_calls += len(recs)
+        strsize = opts.strsize
+        lines = []
+        for rec, value in zip(recs, values):
+            rec.ret = value
+            lines.append(format_call(rec, strsize))
+        if self.keep:
+            self.records.extend(recs)
+        pending = self._unfinished.get(thread.tid)
+        if pending is not None and any(rec is pending for rec in recs):
+            del self._unfinished[thread.tid]
+        if lines:
+            if self.many:
+                lines = [f"[pid {thread.tid:>5}] {line}" for line in lines]
+            self.output.line("\n".join(lines))
+            self._last_tid = thread.tid
 
     def exec_done(self, thread: Thread, argv: Sequence[str], path: str) -> None:
         """The launch's own execve: its entry was in utrace's child before tracing began."""
