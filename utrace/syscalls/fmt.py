@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime
 import re
-from typing import Dict, Iterable, Optional, Tuple
+from typing import Any, Dict, Iterable, Optional, Tuple
 
 from . import xlat
 from .xlat import Xlat
@@ -130,11 +130,7 @@ def flags(value: int, table: Xlat, zero: str = "0") -> str:
     """``A|B|0x40``; ``zero`` when no bit is set; ``0x40 /* X_??? */`` when no bit is known."""
     key = (value, table, zero)
     text = _FLAG_TEXTS.get(key)
-    if text is None:
-        if len(_FLAG_TEXTS) >= CACHE_SIZE:
-            _FLAG_TEXTS.clear()
-        text = _FLAG_TEXTS[key] = _flags(value, table, zero)
-    return text
+    return text if text is not None else _remember(_FLAG_TEXTS, key, _flags(value, table, zero))
 
 
 # Texts of flag sets, signal sets and file modes seen lately: a trace repeats them, and formatting
@@ -142,6 +138,14 @@ def flags(value: int, table: Xlat, zero: str = "0") -> str:
 CACHE_SIZE = 1024
 _FLAG_TEXTS: Dict[Tuple[int, Xlat, str], str] = {}
 _FILE_MODES: Dict[int, str] = {}
+
+
+def _remember(cache: Dict[Any, str], key: Any, text: str) -> str:
+    """Store text under key in one of the caches above, emptying it first when it is full."""
+    if len(cache) >= CACHE_SIZE:
+        cache.clear()
+    cache[key] = text
+    return text
 
 
 def _flags(value: int, table: Xlat, zero: str) -> str:
@@ -168,11 +172,7 @@ def sigset(mask: bytes) -> str:
     """``[INT TERM]``, or ``~[RTMIN RT_1]`` when more than half the bits are set."""
     mask = bytes(mask)
     text = _SIGSETS.get(mask)
-    if text is None:
-        if len(_SIGSETS) >= CACHE_SIZE:
-            _SIGSETS.clear()
-        text = _SIGSETS[mask] = _sigset(mask)
-    return text
+    return text if text is not None else _remember(_SIGSETS, mask, _sigset(mask))
 
 
 _SIGSETS: Dict[bytes, str] = {}  # see CACHE_SIZE
@@ -203,11 +203,7 @@ def octal_mode(mode: int) -> str:
 def file_mode(mode: int) -> str:
     """``S_IFREG|S_ISUID|0755`` (st_mode, mknod's mode)."""
     text = _FILE_MODES.get(mode)
-    if text is None:
-        if len(_FILE_MODES) >= CACHE_SIZE:
-            _FILE_MODES.clear()
-        text = _FILE_MODES[mode] = _file_mode(mode)
-    return text
+    return text if text is not None else _remember(_FILE_MODES, mode, _file_mode(mode))
 
 
 def _file_mode(mode: int) -> str:

@@ -237,15 +237,13 @@ def format_return(c: RenderCtx, plan: Optional[Plan] = None) -> str:
     """What follows ``= ``: the value, or ``-1 ENOENT (No such file or directory)``, or ``?``."""
     rec = c.rec
     ret = rec.ret
-    if ret is None:
-        text = "?"
-    elif -4096 < ret < 0:
-        text = _errno_text(-ret)
-    else:
-        text = (plan or plan_for(rec)).success(c)
-    if rec.injected:
-        text += " (INJECTED)"
-    return text
+    text = _unsuccessful(ret) if ret is None or -4096 < ret < 0 else (plan or plan_for(rec)).success(c)
+    return text + " (INJECTED)" if rec.injected else text
+
+
+def _unsuccessful(ret: Optional[int]) -> str:
+    """``?`` for a call whose return was not seen, else the errno text of a failed one."""
+    return "?" if ret is None else _errno_text(-ret)
 
 
 def _success_d(c: RenderCtx) -> str:
@@ -291,12 +289,7 @@ SUCCESS_BY_VALUE: Dict[str, ValueDecoder] = {
 def _plain_result(rec: SyscallRecord, success: ValueDecoder) -> str:
     """format_return without -y, for a result that prints from its value."""
     ret = rec.ret
-    if ret is None:
-        text = "?"
-    elif -4096 < ret < 0:
-        text = _errno_text(-ret)
-    else:
-        text = success(ret)
+    text = _unsuccessful(ret) if ret is None or -4096 < ret < 0 else success(ret)
     return text + " (INJECTED)" if rec.injected else text
 
 
