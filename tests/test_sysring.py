@@ -19,7 +19,7 @@ import pytest
 
 import utrace
 from utrace.output import Output
-from utrace.systrace import SysOptions
+from utrace.systrace import SyscallHandler, SysOptions
 
 from .conftest import SAMPLE_BUILDS
 from .test_syscall_decode import ENV, assert_same_trace, normalize, run_strace
@@ -153,3 +153,72 @@ def test_no_seccomp_trace_matches_strace(strace_path, sample, workdir):
     theirs = normalize(run_strace(strace_path, [exe, "restart"], ENV, workdir, []))
     ours = normalize(run_utrace([exe, "restart"], workdir, ["-S", "--no-seccomp"]))
     assert_same_trace(theirs, ours)
+
+
+@pytest.mark.parametrize("option", [[], ["--no-seccomp"]])
+def test_probe_hits_and_calls_in_one_stream_in_order(sample, utrace_cli, tmp_path, option):
+    """A probe on libc's getppid and the getppid and write calls: each hit comes before its call's
+    line, and the lines follow the program's order (one-stop results are printed in order too)."""
+    exe = sample("sys_ring")
+    trace = tmp_path / "trace"
+    argv = ["--syscalls=getppid,write", *option, "libc:getppid", "-o", str(trace), "--", exe, "loop", "3"]
+    res = utrace_cli(*argv)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == untraced([exe, "loop", "3"]).stdout
+    kinds = []
+    for line in trace.read_text().splitlines():
+        if ": getppid: (libc.so.6:getppid+0x0)" in line:
+            kinds.append("hit")
+        elif line.startswith(("getppid(", "write(")):
+            kinds.append(line.split("(", 1)[0] + ("" if not line.startswith("write(3") else "3"))
+    assert kinds == ["hit", "getppid"] + ["hit", "getppid", "write3"] * 3 + ["write"]
+
+
+class SkipWritesChangeGetppid(SyscallHandler):
+    """Writes to fd 3 are not executed and return 5; getppid returns 424242 after its first call."""
+
+    def __init__(self) -> None:
+        self.getppids = 0
+
+    def on_enter(self, rec):
+        return ("retval", 5) if rec.name == "write" and rec.args[0] == 3 else None
+
+    def on_exit(self, rec):
+        if rec.name == "getppid":
+            self.getppids += 1
+            return 424242 if self.getppids > 1 else None
+        return None
+
+
+@pytest.mark.parametrize("how", ["launch", "trace_syscalls"])
+def test_api_handler_skips_calls_and_changes_results(sample, capfd, how):
+    """on_enter's ("retval", N) skips the call (the program sees N), on_exit's int replaces the
+    result, under the launch's filter and with trace_syscalls on PTRACE_SYSCALL stops alike."""
+    exe = sample("sys_ring")
+    handler = SkipWritesChangeGetppid()
+    if how == "launch":
+        opts = SysOptions(numbers=frozenset({1, 110}), handler=handler, quiet=True)
+        t = utrace.launch([exe, "loop", "4"], syscalls=opts, probes=False, output=Output(io.StringIO()))
+        st = t.systrace
+    else:
+        t = utrace.launch([exe, "loop", "4"], probes=False, output=Output(io.StringIO()))
+        st = t.trace_syscalls("write,getppid", handler, quiet=True)
+    assert t.run() == 0
+    # the 4 writes "wrote" 5 bytes each; no getppid after the first returned the parent's pid
+    assert capfd.readouterr().out == "20 0\n"
+    assert st is not None
+    writes = [r for r in st.records if r.name == "write" and r.args[0] == 3]
+    assert [(r.ret, r.injected) for r in writes] == [(5, "retval=5")] * 4
+    assert [r.ret for r in st.records if r.name == "getppid"] == [os.getpid()] + [424242] * 4
+
+
+def test_summary_counts_calls_by_name(sample, utrace_cli, tmp_path):
+    """-c with system calls: a count per call name (the one-stop calls included)."""
+    trace = tmp_path / "trace"
+    res = utrace_cli(
+        "-c", "--syscalls=write,getppid", "-o", str(trace), "--", sample("sys_ring"), "loop", "7"
+    )
+    assert res.returncode == 0, res.stderr
+    rows = [ln.split() for ln in trace.read_text().splitlines() if ln[:1].isalpha()]
+    counts = {row[0]: int(row[1]) for row in rows[1:]}  # after the heading
+    assert counts == {"write": 8, "getppid": 8, "total": 16}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import json
 import os
 import re
 import subprocess
@@ -195,3 +196,53 @@ def test_inject_open_ended_range(workdir):
     calls = [ln for ln in ours if ln.startswith("openat(")]
     assert len(calls) > 3
     assert [("INJECTED" in ln) for ln in calls] == [False] + [True] * (len(calls) - 1)
+
+
+def test_syscall_status_failed_matches_strace_Z(strace_path, workdir):
+    """--syscall-status=failed: only the calls that returned an error, as strace -Z prints them."""
+    argv = ["/bin/ls", "/nonexistent", "/etc/hostname"]
+    theirs = normalize(run_strace(strace_path, argv, ENV, workdir, ["-Z"]))
+    ours = normalize(run_utrace(argv, workdir, ["-S", "--syscall-status=failed"], check=False))
+    assert len(theirs) > 5 and all(" = -1 E" in ln for ln in ours if not ln.startswith("+++"))
+    assert_same_trace(theirs, ours)
+
+
+def test_threads_calls_cut_by_others_are_unfinished_then_resumed(sample, workdir):
+    """Threads sleeping in nanosleep and futex: a call that another thread's line interrupts is
+    printed ``<unfinished ...>`` and finished by a ``<... NAME resumed>`` line of the same thread,
+    and every call of every thread is either whole or such a pair."""
+    lines = run_utrace([sample("threads"), "3", "4", "2000"], workdir, ["-f", "-S"])
+    pending: dict = {}
+    pairs = 0
+    for ln in lines:
+        m = re.match(r"^\[pid\s+(\d+)\] (.*)$", ln)
+        if not m:
+            continue
+        tid, text = m.groups()
+        resumed = re.match(r"^<\.\.\. (\w+) resumed>", text)
+        if resumed:
+            assert pending.pop(tid, None) == resumed.group(1), ln
+            pairs += 1
+        else:
+            assert tid not in pending, f"thread {tid} started a call before its pending one resumed: {ln}"
+            if text.endswith(" <unfinished ...>"):
+                pending[tid] = text.split("(", 1)[0]
+    assert pairs >= 3 and not {t: n for t, n in pending.items() if n not in ("exit", "exit_group")}
+    assert sum("clone3(" in ln for ln in lines) >= 3  # the three threads were made and traced
+
+
+def test_json_is_one_object_per_call_with_the_whole_data(workdir):
+    """--json: an object per call with its arguments by name, result and strace line; with
+    --raw-syscalls the memory copied in, not cut at -s as in text."""
+    text = "0123456789" * 6 + "\n"
+    lines = run_utrace(["/bin/echo", text[:-1]], workdir, ["--json", "--raw-syscalls", "--syscalls=write"])
+    objs = [json.loads(ln) for ln in lines]
+    (write,) = [o for o in objs if o["type"] == "syscall"]
+    assert (write["event"], write["nr"], write["ret"], write["group"]) == ("write", 1, len(text), "syscalls")
+    assert write["args"]["fd"] == 1 and write["args"]["count"] == len(text)
+    assert write["text"] == f'write(1, "{text[:32]}"..., {len(text)}) = {len(text)}'
+    assert [bytes.fromhex(c["data"]) for c in write["copy_from_user"]] == [text.encode()]
+    assert objs[-1]["type"] == "exit" and objs[-1]["text"] == "+++ exited with 0 +++"
+    raw = run_utrace(["/bin/echo", text[:-1]], workdir, ["--raw-syscalls", "--syscalls=write"])
+    assert any(ln.startswith("COPY_FROM_USER ") and ln.endswith("...") and len(ln.split()[2]) == 67
+               for ln in raw)  # fmt: skip

@@ -1408,7 +1408,7 @@ class Tracer:
         if sig in FAULT_SIGNALS:
             self._fixup_fault(thread)
         if self.systrace is not None and thread.process.follow and not thread.process.quiet:
-            self.systrace.signal_line(thread.tid, sig, kernel.ptrace_getsiginfo(thread.tid))
+            self.systrace.signal_line(thread, sig, kernel.ptrace_getsiginfo(thread.tid))
         self._cont(thread, sig)  # a stop signal becomes a group-stop, reported as EVENT_STOP
 
     def _fixup_fault(self, thread: Thread) -> None:
@@ -1684,7 +1684,7 @@ class Tracer:
         if thread.tid == proc.pid:
             proc.exit_status = _exit_code(status)
             if self.systrace is not None and proc.follow and not proc.quiet:
-                self.systrace.exit_line(thread.tid, status)
+                self.systrace.exit_line(thread, status)
             if proc.pid == self.leader:
                 self.exit_status = proc.exit_status
         if not proc.threads:

@@ -47,6 +47,8 @@ class Record:
     stack: Optional[List[str]] = None  # formatted frames, innermost first
     stack_names: Optional[List[str]] = None  # function names, innermost first (for --folded)
     group: str = "utrace"
+    kind: Optional[str] = None  # the JSON "type" when not entry/return ("syscall", "signal", "exit")
+    extra: Optional[Dict[str, Any]] = None  # more JSON keys (a system call's nr, ret, text, ...)
 
 
 class Output:
@@ -162,7 +164,7 @@ class Output:
             "tid": rec.tid,
             "group": rec.group,
             "event": rec.event,
-            "type": "return" if rec.is_return else "entry",
+            "type": rec.kind or ("return" if rec.is_return else "entry"),
             "location": rec.where,
             "args": {name: value for name, value, text in rec.fields if name},
         }
@@ -170,6 +172,8 @@ class Output:
             obj["duration_ns"] = int(rec.duration * 1e9)
         if rec.stack is not None:
             obj["stack"] = rec.stack
+        if rec.extra:
+            obj.update(rec.extra)
         self.line(json.dumps(obj, separators=(",", ":")))
 
     def _emit_summary(self, rec: Record) -> None:

@@ -23,10 +23,11 @@ import re
 import struct
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Dict, FrozenSet, List, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 from . import kernel
 from .errors import UsageError
+from .output import Record
 from .syscalls import (
     SYSCALL_NAMES,
     SYSCALL_NUMBERS,
@@ -42,6 +43,7 @@ from .syscalls import (
     readers_for,
 )
 from .syscalls.fmt import quote_cstring
+from .syscalls.signatures import argument_names
 
 if TYPE_CHECKING:
     from .engine import Thread
@@ -199,6 +201,9 @@ class SyscallTracer:
         self._unfinished: Dict[int, SyscallRecord] = {}  # tid -> record printed as "<unfinished ...>"
         self._last_tid: Optional[int] = None
         self.many = False  # several threads/processes: prefix lines with [pid N]
+        # --json, -c, --hist, chrome: one Record per call at its return, no entry line to resume
+        self.structured = output.fmt != "text"
+        self._arg_names: Dict[str, tuple] = {}
         # Calls whose exit stop can be skipped (see sysring.py): they copy nothing out, and nothing
         # here needs to act at their exit (a handler's on_exit, -y's lookup of the live descriptors).
         handler_exits = (
@@ -253,7 +258,10 @@ class SyscallTracer:
             regs = kernel.ptrace_getregs(thread.tid, thread.regs)
             regs.orig_rax = 0xFFFFFFFFFFFFFFFF  # the kernel skips a syscall whose number is -1
             kernel.ptrace_setregs(thread.tid, regs)
-        if opts.raw:
+        if self.structured:
+            if nr in EXITS and not opts.quiet:
+                self._emit_call(thread, rec)  # it never returns
+        elif opts.raw:
             self._print_raw(rec, entry=True)
         elif not opts.failed_only and not opts.quiet:
             self._unfinished[thread.tid] = rec
@@ -309,6 +317,7 @@ class SyscallTracer:
         opts = self.opts
         if (
             opts.quiet
+            or self.structured
             or opts.raw
             or opts.failed_only
             or opts.decode_fds
@@ -349,14 +358,25 @@ class SyscallTracer:
             args = ", ".join(quote_cstring(os.fsencode(a) + b"\0", size) for a in argv)
             name = quote_cstring(os.fsencode(path) + b"\0", None)  # paths: whole, as strace
             # the environment block's address is the old image's, unknown here: 0x0 stands for it
-            self._line(thread.tid, f"execve({name}, [{args}], 0x0 /* {len(os.environ)} vars */) = 0")
+            text = f"execve({name}, [{args}], 0x0 /* {len(os.environ)} vars */) = 0"
+            if self.structured:
+                self._emit_call(thread, rec, text)
+            else:
+                self._line(thread.tid, text)
 
     # --- printing -------------------------------------------------------------------------------
     def _prefix(self, tid: int) -> str:
         return f"[pid {tid:>5}] " if self.many else ""
 
-    def _line(self, tid: int, text: str) -> None:
+    def _line(self, tid: int, text: str, thread: Optional[Thread] = None, kind: str = "") -> None:
+        """A line of the trace; with a machine-readable format, ``thread``'s signal or exit (``kind``)
+        becomes a record of its own."""
         if self.opts.quiet:
+            return
+        if self.structured:
+            if thread is not None and self.output.fmt == "json":
+                self.output.emit(Record(thread.comm, thread.process.pid, tid, time.monotonic(), kind, "",
+                                        group="syscalls", kind=kind, extra={"text": text}))  # fmt: skip
             return
         if self._unfinished:
             self.interrupt_others(tid)
@@ -386,6 +406,10 @@ class SyscallTracer:
         opts = self.opts
         if opts.quiet:
             return
+        if self.structured:
+            if rec.name not in ("exit", "exit_group"):  # those were emitted at entry
+                self._emit_call(thread, rec)
+            return
         if opts.raw:
             self._print_raw(rec, entry=False)
             return
@@ -399,6 +423,30 @@ class SyscallTracer:
             self._line(thread.tid, format_call(rec, opts.strsize, self._fd(rec), self._entry_fd(rec)))
         else:
             self._line(thread.tid, format_call(rec, opts.strsize))
+
+    def _emit_call(self, thread: Thread, rec: SyscallRecord, text: Optional[str] = None) -> None:
+        """A call as one Record: --json prints it as an object (its strace line in ``text``, the
+        memory copied in and out with --raw-syscalls, whole); -c counts it, chrome shows it."""
+        opts = self.opts
+        if opts.failed_only and not rec.is_error:
+            return
+        names = self._arg_names.get(rec.name)
+        if names is None:
+            names = self._arg_names[rec.name] = argument_names(rec.name)
+        ret = rec.ret
+        if text is None:
+            text = format_call(rec, opts.strsize, self._fd(rec), self._entry_fd(rec))
+        extra: Dict[str, object] = {"nr": rec.nr, "ret": ret, "text": text}
+        if rec.is_error:
+            extra["errno"] = errno_mod.errorcode.get(-ret, str(-ret))  # type: ignore[operator]
+        if rec.injected:
+            extra["injected"] = rec.injected
+        if opts.raw:
+            extra["copy_from_user"] = _json_copies(rec.copy_from_user)
+            extra["copy_to_user"] = _json_copies(rec.copy_to_user)
+        fields = [(name, value, hex(value)) for name, value in zip(names, rec.args)]
+        self.output.emit(Record(thread.comm, rec.pid, rec.tid, rec.timestamp, rec.name, "syscall",
+                                fields=fields, group="syscalls", kind="syscall", extra=extra))  # fmt: skip
 
     def _print_raw(self, rec: SyscallRecord, entry: bool) -> None:
         lines = format_raw(rec, None if self.output.fmt == "json" else self.opts.strsize)
@@ -447,23 +495,29 @@ class SyscallTracer:
 
         return fd_path
 
-    def signal_line(self, tid: int, sig: int, info: kernel.siginfo_t) -> None:
+    def signal_line(self, thread: Thread, sig: int, info: kernel.siginfo_t) -> None:
         import signal as signal_mod
 
         try:
             name = signal_mod.Signals(sig).name
         except ValueError:
             name = f"SIG{sig}"
-        self._line(tid, f"--- {name} {{si_signo={name}, si_code={info.si_code}, si_pid={info.si_pid}, "
-                        f"si_uid={info.si_uid}}} ---")  # fmt: skip
+        text = (f"--- {name} {{si_signo={name}, si_code={info.si_code}, si_pid={info.si_pid}, "
+                f"si_uid={info.si_uid}}} ---")  # fmt: skip
+        self._line(thread.tid, text, thread, "signal")
 
-    def exit_line(self, tid: int, status: int) -> None:
+    def exit_line(self, thread: Thread, status: int) -> None:
         import signal as signal_mod
 
         if os.WIFSIGNALED(status):
-            self._line(tid, f"+++ killed by {signal_mod.Signals(os.WTERMSIG(status)).name} +++")
+            text = f"+++ killed by {signal_mod.Signals(os.WTERMSIG(status)).name} +++"
         else:
-            self._line(tid, f"+++ exited with {os.WEXITSTATUS(status)} +++")
+            text = f"+++ exited with {os.WEXITSTATUS(status)} +++"
+        self._line(thread.tid, text, thread, "exit")
+
+
+def _json_copies(copies: List[Tuple[int, bytes]]) -> List[Dict[str, object]]:
+    return [{"addr": addr, "data": data.hex()} for addr, data in copies]
 
 
 def _quote(text: str) -> str:
