@@ -217,13 +217,25 @@ def unalign(line: str) -> str:
 PID_CALLS = re.compile(r"^(?:getpid|gettid|getppid|set_tid_address|clone|clone3|fork|vfork)\(.*\) = (\d+)")
 
 
+# Calls whose arguments hold process ids. Elsewhere a pid is replaced only where it is a result or a
+# line's [pid N]: a number such as 512 (BLKSSZGET's) is not a pid because a pid happens to be 512.
+PID_ARG_CALLS = re.compile(r"^(?:kill|tkill|tgkill|wait4|waitid|getpgid|setpgid|getsid|pidfd_open|prlimit64|"
+                           r"sched_\w+|rt_sigqueueinfo|rt_tgsigqueueinfo)\(")  # fmt: skip
+
+
+def _replace_pid(line: str, pid: str) -> str:
+    if PID_ARG_CALLS.match(line):
+        return re.sub(rf"\b{pid}\b", "PID", line)
+    return re.sub(rf"(^\[pid\s+|^|= ){pid}\b", r"\1PID", line)
+
+
 def normalize(lines: List[str], ports: Tuple[int, ...] = ()) -> List[str]:
     lines = [unalign(ln) for ln in lines if not ln.startswith(("---", "+++"))]
     pids = {m.group(1) for ln in lines for m in [PID_CALLS.match(ln)] if m}
     out = []
     for ln in lines:
         for pid in pids:
-            ln = re.sub(rf"\b{pid}\b", "PID", ln)
+            ln = _replace_pid(ln, pid)
         for k, port in enumerate(ports):
             ln = re.sub(rf"\b{port}\b", f"PORT{k}", ln)
         ln = re.sub(r"^(execve\(.*\], )0x[0-9a-f]+( /\* \d+ vars \*/)", r"\1ENVP\2", ln)
@@ -231,6 +243,22 @@ def normalize(lines: List[str], ports: Tuple[int, ...] = ()) -> List[str]:
         ln = re.sub(r"(socket|pipe):\[\d+\]", r"\1:[INODE]", ln)
         out.append(ln)
     return out
+
+
+def test_normalize_replaces_pids_only_where_they_are_pids():
+    """Regression: with strace's pid 512, BLKSSZGET's [512] became [PID] in its trace alone."""
+    lines = [
+        "getpid() = 512",
+        "ioctl(6, BLKSSZGET, [512]) = 0",
+        "tgkill(512, 512, SIGUSR1) = 0",
+        'read(3, "", 512) = 0',
+    ]
+    assert normalize(lines) == [
+        "getpid() = PID",
+        "ioctl(6, BLKSSZGET, [512]) = 0",
+        "tgkill(PID, PID, SIGUSR1) = 0",
+        'read(3, "", 512) = 0',
+    ]
 
 
 UNKNOWN_TO_STRACE = re.compile(r"^syscall_0x[0-9a-f]+\(")

@@ -107,7 +107,14 @@ def test_follow_forks_shell_pipeline_same_calls_per_process(strace_path, workdir
     argv = ["/bin/sh", "-c", "echo hello | /bin/cat"]
     theirs = per_process(run_strace(strace_path, argv, ENV, workdir, ["-f"]))
     ours = per_process(run_utrace(argv, workdir, ["-f", "-S"]))
-    assert sorted(theirs.values()) == sorted(ours.values())
+    assert sorted(map(signal_timing_free, theirs.values())) == sorted(map(signal_timing_free, ours.values()))
+
+
+def signal_timing_free(calls: List[str]) -> List[str]:
+    """The shell's calls without what depends on when its SIGCHLDs land (they differed between two
+    strace runs): no rt_sigreturn, and a wait4 repeated (restarted, or one per child) counted once."""
+    kept = [c for c in calls if c != "rt_sigreturn"]
+    return [c for i, c in enumerate(kept) if not (c == "wait4" and i and kept[i - 1] == "wait4")]
 
 
 def test_raw_stream_records_copies(sample, workdir):
@@ -143,9 +150,7 @@ def test_api_handler_denies_and_changes_results(sample):
             return None
 
     out = io.StringIO()
-    proc_out = subprocess.PIPE
     t = utrace.launch(["cat", "/etc/hostname"], output=Output(out))
-    del proc_out
     st = t.trace_syscalls("openat,read", Deny(), quiet=True)
     status = t.run()
     assert status == 1  # cat reports the error and fails, as with EACCES
