@@ -806,3 +806,64 @@ def test_seccomp_fallback_runs_on_a_throwaway_thread():
     assert res["seccomp"] == "0"  # the calling thread never had the filter
     assert "SelfTrace.run" in res["refused"]
     assert res["records"].count("getppid") == 100
+
+
+@needs_dispatch
+def test_calls_with_nothing_to_capture_are_recorded_by_the_stub():
+    """No handler, no output: a selected call with no memory to capture runs in the stub, which
+    leaves its record (with the trap's time) in the ring; Python reads the ring when another call
+    reaches it, when the ring is full and when the block ends, so the records keep their order."""
+    res = result_of(
+        run_snippet(
+            """
+            with selftrace(syscalls={"getppid", "write"}) as st:
+                t0 = time.monotonic()
+                for i in range(500):
+                    os.getppid()
+                    if i % 100 == 99:
+                        os.write(1, b"")  # has a buffer to capture: through Python
+                t1 = time.monotonic()
+            recs = st.records
+            stamps = [r.timestamp for r in recs]
+            lines = []
+            with selftrace(syscalls={"getppid"}, output=lines.append) as live:
+                seen = []
+                for i in range(3):
+                    os.getppid()
+                    seen.append(len(lines))
+            result(names=[r.name for r in recs], rets=sorted({r.ret for r in recs if r.name == "getppid"}),
+                   ppid=os.getppid(), in_block=all(t0 <= t <= t1 for t in stamps),
+                   ordered=stamps == sorted(stamps), stub=st.stub_records, lost=st.lost, live_seen=seen,
+                   live_stub=live.stub_records)
+            """
+        )
+    )
+    assert res["names"] == (["getppid"] * 100 + ["write"]) * 5
+    assert res["rets"] == [res["ppid"]]
+    assert res["in_block"] and res["ordered"]
+    # per 100 calls one finds the ring full (63 records waiting) and goes through Python, which reads it
+    assert res["stub"] == 5 * 99 and res["lost"] == 0
+    # with an output, each line is printed as its call happens: every call goes through Python
+    assert res["live_seen"] == [1, 2, 3] and res["live_stub"] == 0
+
+
+@needs_seccomp
+def test_stub_records_under_the_seccomp_fallback():
+    res = result_of(
+        run_snippet(
+            """
+            st = selftrace(syscalls={"getppid", "close"}, mechanism="seccomp")
+            def body():
+                for _ in range(200):
+                    os.getppid()
+                os.close(os.dup(0))
+            st.run(body)
+            rets = sorted({r.ret for r in st.records if r.name == "getppid"})
+            result(names=[r.name for r in st.records], rets=rets, ppid=os.getppid(), stub=st.stub_records,
+                   lost=st.lost)
+            """
+        )
+    )
+    assert res["names"] == ["getppid"] * 200 + ["close"]
+    assert res["rets"] == [res["ppid"]] and res["lost"] == 0
+    assert res["stub"] >= 190  # all but the calls that found the ring full

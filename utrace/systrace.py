@@ -516,7 +516,7 @@ class SyscallTracer:
         self._line(thread.tid, text, thread, "exit")
 
 
-def _json_copies(copies: List[Tuple[int, bytes]]) -> List[Dict[str, object]]:
+def _json_copies(copies: Sequence[Tuple[int, bytes]]) -> List[Dict[str, object]]:
     return [{"addr": addr, "data": data.hex()} for addr, data in copies]
 
 

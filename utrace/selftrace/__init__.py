@@ -46,7 +46,11 @@ is the allowed region. The stub:
   (``syscall; jmp *saved_rip``): a child or new thread must not start inside a signal handler, glibc's
   fork holds its malloc locks at that point (Python would deadlock), and a sigaltstack change made in
   a handler is undone on return. They are recorded (without the handler) when selected;
-- calls Python (a CFUNCTYPE callback) for selected calls, never re-entering it.
+- calls Python (a CFUNCTYPE callback) for selected calls, never re-entering it; except, in a block
+  with no handler and no output, the selected calls that have no memory to capture (getppid, close,
+  lseek, kill, ...): there Python has nothing to do at the time, so the stub runs them and leaves
+  their record (number, arguments, result, time) in a ring that Python reads when another call
+  reaches it, when the ring is full and when the block ends (``st.stub_records`` counts them).
 
 The handler is installed with SA_SIGINFO | SA_NODEFER | SA_RESTORER and an empty mask, without
 SA_ONSTACK: SIGSYS must stay deliverable inside the handler and inside other handlers, and the Python
@@ -91,7 +95,7 @@ Limits
   both raise UtraceError.
 - rt_sigreturn is never recorded. clone, clone3, fork, vfork, sigaltstack and rt_sigprocmask, and
   calls made inside signal handlers, are recorded (with their results) but not shown to the handler,
-  and their records hold no captured memory and the time they were collected.
+  and their records hold no captured memory.
 - A handler must not import modules lazily (the traced code may hold the import lock of the module it
   is loading) nor take locks the traced code may hold.
 - A signal handler that leaves by siglongjmp leaves the traced thread untraced for the rest of the

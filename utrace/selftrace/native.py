@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import ctypes
 import os
+import struct
 from typing import Iterable, List, Optional, Tuple
 
 from . import stub
+
+_RING_WORDS = struct.Struct(f"<{stub.N_RING * stub.RING_ENTRY // 8}Q")  # nr, 6 args, ret per entry
+_RING_STAMPS = struct.Struct(f"<{2 * stub.N_RING}q")  # struct timespec per entry
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _mmap = _libc.mmap
@@ -125,12 +129,10 @@ class StubMapping:
         self._selector = ctypes.c_uint8.from_address(self.data_base + stub.D_SELECTOR)
         self._kinds = (ctypes.c_uint8 * stub.KIND_SIZE).from_address(self.data_base + stub.D_KIND)
         self.ring_w = ctypes.c_uint64.from_address(self.data_base + stub.D_RING_W)
+        self.ring_r = ctypes.c_uint64.from_address(self.data_base + stub.D_RING_R)
         self.done = ctypes.c_uint64.from_address(self.data_base + stub.D_DONE)
         self.raw_count = ctypes.c_uint64.from_address(self.data_base + stub.D_RAW_COUNT)
         self.last_ret = ctypes.c_int64.from_address(self.data_base + stub.D_LAST_RET)
-        self._ring = (ctypes.c_uint64 * (stub.N_RING * stub.RING_ENTRY // 8)).from_address(
-            self.data_base + stub.D_RING
-        )
 
     # --- data page fields --------------------------------------------------------------------------
     @property
@@ -153,6 +155,10 @@ class StubMapping:
         ctypes.c_uint64.from_address(self.data_base + stub.D_ADD_PENDING).value = add_pending_call
         ctypes.c_uint64.from_address(self.data_base + stub.D_SET_OBJECT).value = set_object
 
+    def set_clock(self, clock_gettime: int) -> None:
+        """Address of libc's clock_gettime, for the time of the records the stub makes."""
+        ctypes.c_uint64.from_address(self.data_base + stub.D_CLOCK_GETTIME).value = clock_gettime
+
     def set_pending_exception(self, exc_type: int, exc_value: int) -> None:
         """After the callback returns, the stub has the main thread raise this (ids of live objects)."""
         ctypes.c_uint64.from_address(self.data_base + stub.D_EXC_TYPE).value = exc_type
@@ -172,12 +178,21 @@ class StubMapping:
     def ring_written(self) -> int:
         return int(self.ring_w.value)
 
-    def ring_entry(self, index: int) -> Tuple[int, Tuple[int, ...], int]:
-        """(nr, args, ret) of deferred record number ``index`` (counted since the mapping was made)."""
-        base = (index % stub.N_RING) * (stub.RING_ENTRY // 8)
-        words = self._ring[base : base + 8]
-        ret = ctypes.c_int64(words[7]).value
-        return int(words[0]), tuple(int(w) for w in words[1:7]), ret
+    def ring_entries(self, first: int, end: int) -> List[Tuple[int, Tuple[int, ...], int, float]]:
+        """(nr, args, ret, time) of deferred records ``first`` to ``end`` - 1 (counted since the mapping
+        was made; at most N_RING of them): the time is CLOCK_MONOTONIC at the trap, as
+        time.monotonic() gives it. One copy of the ring, not a ctypes access per field."""
+        words = _RING_WORDS.unpack(ctypes.string_at(self.data_base + stub.D_RING, _RING_WORDS.size))
+        stamps = _RING_STAMPS.unpack(ctypes.string_at(self.data_base + stub.D_RING_TS, _RING_STAMPS.size))
+        entries = []
+        for index in range(first, end):
+            slot = index % stub.N_RING
+            base = slot * 8
+            ret = words[base + 7]
+            ret = ret - (1 << 64) if ret >> 63 else ret  # the kernel's value: -errno on failure
+            when = stamps[2 * slot] + stamps[2 * slot + 1] * 1e-9
+            entries.append((words[base], words[base + 1 : base + 7], ret, when))
+        return entries
 
     # --- system calls from the allowed region ------------------------------------------------------
     def syscall(self, nr: int, *args: int) -> int:

@@ -145,11 +145,18 @@ def capture_plan(nr: int) -> Tuple[bool, bool]:
     return any(s.kind in ENTRY_RULES for s in specs), any(s.kind in EXIT_RULES for s in specs)
 
 
-def kind_table(selected: Collection[int]) -> bytes:
-    """One byte per syscall number for the stub: what to do with it when it traps."""
+def kind_table(selected: Collection[int], record_natively: bool = False) -> bytes:
+    """One byte per syscall number for the stub: what to do with it when it traps.
+
+    ``record_natively`` (no handler, no output): a selected call with no memory to capture has
+    nothing for Python to do when it happens; the stub runs it and leaves a record in its ring, which
+    Python reads at the next call that reaches it and when the block ends. Such a call then costs
+    what an unselected one does.
+    """
     kinds = bytearray([stub.K_NATIVE]) * stub.KIND_SIZE
     for nr in selected:
-        kinds[nr] = stub.K_PYTHON | stub.K_RECORD
+        native = record_natively and capture_plan(nr) == (False, False) and nr not in NO_RETURN | EXECS
+        kinds[nr] = (stub.K_NATIVE if native else stub.K_PYTHON) | stub.K_RECORD
     kinds[SYS_rt_sigaction] = stub.K_PYTHON  # always: keeps SIGSYS ours and out of handler masks
     kinds[SYS_prctl] = stub.K_PYTHON  # always: PR_SET_SYSCALL_USER_DISPATCH would end the trace
     record = stub.K_RECORD if SYS_rt_sigprocmask in selected else 0
@@ -365,6 +372,7 @@ class SelfTrace:
         self.records: List[SyscallRecord] = []
         self.failures: List[HandlerFailure] = []
         self.lost = 0  # deferred records overwritten before they were read (ring overflow)
+        self.stub_records = 0  # records the stub made (calls that never reached Python), read so far
         self._state = "new"
         self._map: Optional[native.StubMapping] = None
         self._mem: kernel.ProcMem = kernel.ProcMem(-1, 0)
@@ -445,13 +453,15 @@ class SelfTrace:
         self._is_main = threading.current_thread() is threading.main_thread()
         self._ring_read = m.ring_written
         m.selector = stub.SYSCALL_DISPATCH_FILTER_ALLOW
-        m.set_kinds(kind_table(self.selected))
+        m.ring_r.value = self._ring_read
+        m.set_kinds(kind_table(self.selected, record_natively=self.handler is None and self.output is None))
         m.set_thread(self._tid, check=self.mechanism == "seccomp")
         m.set_callback(ctypes.cast(_callback, ctypes.c_void_p).value or 0)
         m.set_python_api(
             ctypes.cast(ctypes.pythonapi.Py_AddPendingCall, ctypes.c_void_p).value or 0,
             ctypes.cast(ctypes.pythonapi.PyErr_SetObject, ctypes.c_void_p).value or 0,
         )
+        m.set_clock(ctypes.cast(ctypes.CDLL(None).clock_gettime, ctypes.c_void_p).value or 0)
         self._mem = kernel.ProcMem(high_fd(os.open("/proc/self/mem", os.O_RDWR | os.O_CLOEXEC)), self._pid)
         self._read, self._read_string = readers_for(self._mem)
         self._stdout = self._direct_stream(1, "<stdout>")
@@ -759,15 +769,14 @@ class SelfTrace:
         written = m.ring_written
         first = max(self._ring_read, written - stub.N_RING)
         self.lost += first - self._ring_read
-        now = time.monotonic()
-        for index in range(first, written):
-            nr, args, ret = m.ring_entry(index)
-            record = SyscallRecord(self._pid, self._tid, nr, SYSCALL_NAMES.get(nr, str(nr)), args, now, [])
-            record.ret = ret
+        self.stub_records += written - first
+        name_of = SYSCALL_NAMES.get
+        for nr, args, ret, when in m.ring_entries(first, written):
+            record = SyscallRecord(self._pid, self._tid, nr, name_of(nr) or str(nr), args, when, (), (), ret)
             self.records.append(record)
             if self.output is not None:
                 self.output(format_call(record, self.strsize))
-        self._ring_read = written
+        self._ring_read = m.ring_r.value = written
 
     # --- errors that reach the callback's boundary --------------------------------------------------
     def _escaped(self, exc: BaseException) -> None:

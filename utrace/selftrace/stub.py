@@ -55,6 +55,8 @@ UC_ARGS = (UC_RDI, UC_RSI, UC_RDX, UC_R10, UC_R8, UC_R9)
 
 SYS_rt_sigreturn = 15
 SYS_gettid = 186
+SYS_clock_gettime = 228
+CLOCK_MONOTONIC = 1
 SIG_BLOCK, SIG_UNBLOCK, SIG_SETMASK = 0, 1, 2
 EINVAL = 22
 # Bits the kernel never lets a mask hold (SIGKILL, SIGSTOP), plus SIGSYS: a trap while SIGSYS is
@@ -73,7 +75,10 @@ K_SIGRETURN = 2  # a foreign handler's rt_sigreturn: run it on that handler's st
 K_SIGPROCMASK = 3  # emulate on uc_sigmask (running it here would be undone by rt_sigreturn)
 K_REISSUE = 4  # run it after rt_sigreturn, in a trampoline: clone, clone3, fork, vfork, sigaltstack
 K_RECORD = 0x80  # flag: selected. Stub-handled calls leave a deferred record in the ring; Python-bound
-# ones do too when they trap inside a signal handler (they run natively there, never in Python)
+# ones do too when they trap inside a signal handler (they run natively there, never in Python).
+# K_NATIVE | K_RECORD: a selected call with nothing for Python to do at the time (no handler, no
+# output, no memory to capture) runs here and leaves a record; when the ring is full it goes to
+# Python instead, which reads the ring first.
 KIND_SIZE = 1024  # numbers at or above run natively (x32 numbers, junk)
 PYTHON_ATTEMPTS = 3  # callbacks for one call when each is cut short before the call ran
 
@@ -94,12 +99,15 @@ D_DONE = 88  # qword: set by Python when it has set the call's result; 0 = the s
 D_RAW_COUNT = 96  # qword: raw_syscall calls so far (tells Python whether the call already ran)
 D_LAST_RET = 104  # qword: raw_syscall's last result
 D_IN_SIG = 112  # qword: foreign signal handlers running on the traced thread (see sig_wrapper)
+D_RING_R = 120  # qword: deferred records Python has read (W - R = records waiting in the ring)
 D_HANDLERS = 1024  # 65 qwords: the real handler of each wrapped signal
+D_CLOCK_GETTIME = 1552  # qword: address of libc's clock_gettime (0: the stub makes the system call)
 D_SAVED_RIP = 128  # N_TRAMP qwords: where each trampoline returns to
 N_TRAMP = 32
 D_RECPTR = D_SAVED_RIP + 8 * N_TRAMP  # N_TRAMP qwords: the record each trampoline completes
 D_DUMMY = D_RECPTR + 8 * N_TRAMP  # one ring-sized record nobody reads (unselected re-issues)
 D_KIND = 2048  # KIND_SIZE bytes
+D_RING_TS = 3072  # N_RING struct timespec: CLOCK_MONOTONIC when each deferred record was made
 D_RING = 4096  # N_RING records of RING_ENTRY bytes: nr, 6 args, ret
 N_RING = 64
 RING_ENTRY = 64
@@ -112,7 +120,7 @@ TRAMP_SIZE = 24
 RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI = range(8)
 R8, R9, R10, R11, R12, R13, R14, R15 = range(8, 16)
 # condition codes for jcc
-CC_B, CC_AE, CC_E, CC_NE = 0x2, 0x3, 0x4, 0x5
+CC_B, CC_AE, CC_E, CC_NE, CC_GE = 0x2, 0x3, 0x4, 0x5, 0xD
 
 Target = Union[int, str]  # an absolute address, or a label in the code being assembled
 
@@ -467,7 +475,7 @@ def _emit_handler(a: Assembler, d: int, si_code: int) -> None:
     a.mov_r64_r64(RAX, R13)  # eax = kind & 0x7f: the action
     a.and_r32_imm8(RAX, 0x7F)
     a.cmp_r32_imm32(RAX, K_NATIVE)
-    a.jcc(CC_E, "native")
+    a.jcc(CC_E, "native_dispatch")
     a.cmp_r32_imm32(RAX, K_SIGRETURN)
     a.jcc(CC_E, "sigreturn")
     a.cmp_r32_imm32(RAX, K_SIGPROCMASK)
@@ -476,6 +484,7 @@ def _emit_handler(a: Assembler, d: int, si_code: int) -> None:
     a.jcc(CC_E, "reissue")
     # K_PYTHON: callback(siginfo, ucontext) on a 16-byte aligned stack. Python may be cut short
     # anywhere by an exception from a signal handler (Ctrl-C); the result must still be right.
+    a.label("python")
     a.mov_r32_imm32(R13, PYTHON_ATTEMPTS)  # r13d = attempts left (callee-saved across the call)
     a.mov_r64_r64(RBP, RSP)  # rbp = rsp at entry (the restorer's return address is at [rsp])
     a.and_r64_imm8(RSP, -16)  # align for the C ABI
@@ -529,11 +538,23 @@ def _emit_paths(a: Assembler, d: int) -> None:
     a.mov_r32_imm32(R13, K_NATIVE)  # a Python-bound call runs natively instead
     a.jmp("dispatch")
 
+    a.label("native_dispatch")  # K_NATIVE, selected or not
+    a.test_r32_imm32(R13, K_RECORD)
+    a.jcc(CC_E, "native")
+    a.mov_r64_rip(RAX, d + D_RING_W)  # a full ring (W - (N_RING - 1) >= R): Python reads it first
+    a.sub_r64_imm8(RAX, N_RING - 1)
+    a.cmp_r64_rip(RAX, d + D_RING_R)
+    a.jcc(CC_GE, "python")
+    a.jmp("record_native")
+
     a.label("in_signal")  # run it natively; a selected call leaves a deferred record
     a.mov_r64_r64(RAX, R13)
     a.and_r32_imm8(RAX, 0x7F)
-    a.cmp_r32_imm32(RAX, K_PYTHON)  # stub-handled calls record themselves
+    a.cmp_r32_imm32(RAX, K_NATIVE)  # recorded here whatever the ring holds: no Python in a handler
+    a.jcc(CC_E, "record_native")
+    a.cmp_r32_imm32(RAX, K_PYTHON)  # other stub-handled calls record themselves
     a.jcc(CC_NE, "dispatch")
+    a.label("record_native")
     a.test_r32_imm32(R13, K_RECORD)
     a.jcc(CC_E, "native")
     a.call("ring_entry")  # rdi = a ring entry holding nr and args
@@ -633,15 +654,39 @@ def _emit_paths(a: Assembler, d: int) -> None:
 
 
 def _emit_ring_entry(a: Assembler, d: int) -> None:
-    """rdi = the next ring entry, filled with nr and the six arguments, ret = 0 (clobbers rax, rdx)."""
+    """rdi = the next ring entry, filled with nr and the six arguments, ret = 0, and its time
+    (clobbers rax, rcx, rdx, rsi, r8-r11)."""
     a.label("ring_entry")
     a.mov_r64_rip(RAX, d + D_RING_W)  # rax = W
     a.lea_r64_m(RDX, RAX, 1)  # W += 1
     a.mov_rip_r64(d + D_RING_W, RDX)
-    a.and_r32_imm8(RAX, N_RING - 1)  # eax = (W mod N_RING) * RING_ENTRY
-    a.shl_r32_imm8(RAX, 6)
+    a.and_r32_imm8(RAX, N_RING - 1)  # eax = W mod N_RING
+    a.mov_r64_r64(RDX, RAX)
+    a.shl_r32_imm8(RDX, 4)  # edx = (W mod N_RING) * sizeof(struct timespec)
+    a.shl_r32_imm8(RAX, 6)  # eax = (W mod N_RING) * RING_ENTRY
     a.lea_r64_rip(RDI, d + D_RING)
     a.add_r64_r64(RDI, RAX)  # rdi = entry
+    a.lea_r64_rip(RSI, d + D_RING_TS)
+    a.add_r64_r64(RSI, RDX)  # rsi = its timespec
+    a.push(RDI)
+    a.mov_r32_imm32(RDI, CLOCK_MONOTONIC)  # clock_gettime(CLOCK_MONOTONIC, rsi): time.monotonic's clock
+    a.cmp_rip64_imm8(d + D_CLOCK_GETTIME, 0)
+    a.jcc(CC_E, "clock_syscall")
+    # libc's, async-signal-safe: the vDSO reads the clock without a system call (and one it falls
+    # back to runs natively: the selector is ALLOW here). C's ABI: a 16-byte aligned stack; rbx,
+    # rbp, r12-r15 are kept, the registers the callers of ring_entry rely on.
+    a.push(RBP)
+    a.mov_r64_r64(RBP, RSP)
+    a.and_r64_imm8(RSP, -16)
+    a.call_rip(d + D_CLOCK_GETTIME)
+    a.mov_r64_r64(RSP, RBP)
+    a.pop(RBP)
+    a.jmp("clock_done")
+    a.label("clock_syscall")
+    a.mov_r32_imm32(RAX, SYS_clock_gettime)
+    a.syscall()
+    a.label("clock_done")
+    a.pop(RDI)
     a.mov_r32_m32(RAX, R12, SI_SYSCALL)  # entry.nr
     a.mov_m64_r64(RDI, 0, RAX)
     for i, off in enumerate(UC_ARGS):  # entry.args[i]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 
 @dataclass
@@ -24,8 +24,8 @@ class SyscallRecord:
     name: str
     args: Tuple[int, ...]
     timestamp: float
-    copy_from_user: List[Tuple[int, bytes]]
-    copy_to_user: List[Tuple[int, bytes]] = field(default_factory=list)
+    copy_from_user: Sequence[Tuple[int, bytes]]
+    copy_to_user: Sequence[Tuple[int, bytes]] = field(default_factory=list)
     ret: Optional[int] = None
     injected: Optional[str] = None
 
