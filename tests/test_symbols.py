@@ -482,3 +482,22 @@ def test_offsets_addresses_and_file_offsets(target: tuple[str, int, AddressSpace
     assert (raw.symbol, raw.offset, raw.sym_start) == (None, 0, header)
     assert raw.describe() == f"{header:#x}"
     assert space.symbolize(header) == (space.executable, None, 0)
+
+
+def test_list_shows_what_readelf_shows_and_never_runs_the_program(sample, utrace_cli) -> None:
+    """-l 'MODULE:GLOB' -- COMMAND: the program's functions (readelf's defined FUNC and IFUNC
+    symbols), each a probe target; the program is stopped before its own code runs, then killed."""
+    exe = sample("checksum")
+    res = utrace_cli("-l", "checksum:*", "--", exe, "3")
+    assert res.returncode == 0, res.stderr
+    listed = res.stdout.splitlines()  # "start" would be here had main() run
+    readelf = subprocess.run(["readelf", "-sW", exe], capture_output=True, text=True, check=True).stdout
+    expected = sorted({
+        f[7].split("@")[0] for f in (line.split() for line in readelf.splitlines())
+        if len(f) >= 8 and f[3] in ("FUNC", "IFUNC") and f[6] != "UND"
+    })  # fmt: skip
+    assert listed == [f"checksum:{name}" for name in expected] and "checksum:work" in listed
+    res = utrace_cli("-l", "libc:mem*", "str*cmp", "--", exe, "3")
+    assert res.returncode == 0 and "libc.so.6:memcpy" in res.stdout and "libc.so.6:strcmp" in res.stdout
+    res = utrace_cli("-l", "no_such_function_*", "--", exe, "3")
+    assert (res.returncode, res.stdout) == (1, "") and "no function matches" in res.stderr

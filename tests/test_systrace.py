@@ -251,3 +251,26 @@ def test_json_is_one_object_per_call_with_the_whole_data(workdir):
     raw = run_utrace(["/bin/echo", text[:-1]], workdir, ["--raw-syscalls", "--syscalls=write"])
     assert any(ln.startswith("COPY_FROM_USER ") and ln.endswith("...") and len(ln.split()[2]) == 67
                for ln in raw)  # fmt: skip
+
+
+def test_strace_e_qualifiers_are_the_syscall_options(utrace_cli, tmp_path):
+    """strace users type -e trace=SET, -e status=failed, -e inject=SPEC: the same traces as
+    --syscalls, --syscall-status and --inject; other strace qualifiers are usage errors."""
+    traces = []
+    for options in (
+        ["-e", "trace=%file,read", "-e", "status=failed", "-e", "inject=openat:error=EACCES:when=3"],
+        ["--syscalls=%file,read", "--syscall-status=failed", "--inject=openat:error=EACCES:when=3"],
+    ):
+        out = tmp_path / "trace"
+        res = utrace_cli(*options, "-o", str(out), "--", "/bin/cat", "/etc/hostname")
+        assert res.returncode == 0, res.stderr
+        traces.append(normalize(out.read_text().splitlines()))
+    assert traces[0] == traces[1] and any("(INJECTED)" in ln for ln in traces[0])
+    assert all(" = -1 E" in ln for ln in traces[0] if not ln.startswith("+++"))
+    for options, words in (
+        (["-e", "signal=none"], "trace=SET"),
+        (["-e", "status=successful"], "status=failed"),
+        (["-e", "trace=openat", "-e", "mem*"], "library calls"),
+    ):
+        res = utrace_cli(*options, "--", "/bin/true")
+        assert res.returncode == 2 and words in res.stderr and "Traceback" not in res.stderr, res.stderr

@@ -137,3 +137,32 @@ def test_nobody_cannot_trace_another_users_process(warm):
     finally:
         victim.kill()
         victim.wait()
+
+
+def test_nobody_lists_its_own_functions_not_another_users(warm):
+    """-l -p PID only reads /proc/PID/maps and the mapped files: allowed for one's own process, a
+    clear one-line refusal (exit 1) for another user's."""
+    victim = subprocess.Popen(["sleep", "30"])
+    try:
+
+        def listing() -> str:
+            own = subprocess.Popen(["sleep", "30"])
+            try:
+                out, err = io.StringIO(), io.StringIO()
+                with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                    mine = cli.main(["-l", "-p", str(own.pid), "libc:nanosleep"])
+                    theirs = cli.main(["-l", "-p", str(victim.pid), "libc:nanosleep"])
+                return f"{mine} {theirs} {out.getvalue().split()} {err.getvalue().strip()}"
+            finally:
+                own.kill()
+                own.wait()
+
+        mine, theirs, listed, message = as_nobody(listing).split(" ", 3)
+        assert (mine, theirs, listed) == ("0", "1", "['libc.so.6:nanosleep']")
+        assert (
+            message == f"utrace: cannot trace process {victim.pid}: cannot read /proc/{victim.pid}/maps "
+            "(Permission denied)"
+        )
+    finally:
+        victim.kill()
+        victim.wait()

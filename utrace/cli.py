@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import io
 import os
 import signal
 import sys
@@ -15,6 +16,7 @@ from .handlers import GetRegs, Handler, Plugin, make_handler
 from .libcalls import LibraryCalls
 from .output import Output
 from .probes import parse_spec
+from .symbols import AddressSpace
 from .syscalls import parse_syscall_set
 from .systrace import SysOptions, parse_inject
 
@@ -84,7 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         help="with no PROBE: only the library calls matching these globs (comma-separated; "
-        "-GLOB or !GLOB excludes), e.g. -e 'mem*,str*,!strlen'",
+        "-GLOB or !GLOB excludes), e.g. -e 'mem*,str*,!strlen'; strace's -e trace=SET, -e status=failed "
+        "and -e inject=SPEC are --syscalls, --syscall-status and --inject",
+    )
+    p.add_argument(
+        "-l",
+        "--list",
+        action="store_true",
+        help="list the functions PROBEs can name, as LIB:NAME, instead of tracing; PROBEs are globs "
+        "(e.g. -l 'libc:mem*'); a command is started and killed before its own code runs",
     )
     p.add_argument("--duration", type=float, metavar="SECONDS", help="detach after SECONDS")
     p.add_argument(
@@ -214,6 +224,36 @@ def run_self_trace(args: argparse.Namespace, command: List[str], parser: argpars
             stream.close()
 
 
+# strace's -e qualifiers that utrace has no equivalent for (trace=, status= and inject= it has)
+_OTHER_STRACE_QUALIFIERS = frozenset(
+    "abbrev a verbose v raw x signal signals s read reads r write writes w fault quiet silent silence q "
+    "decode-fds decode-pids kvm".split()
+)
+
+
+def strace_qualifiers(args: argparse.Namespace) -> None:
+    """strace's ``-e trace=SET``, ``-e status=failed|all`` and ``-e inject=SPEC``: the same as
+    --syscalls, --syscall-status and --inject. Other values of -e are ltrace's library-call globs."""
+    globs = []
+    for value in args.calls_filter:
+        key, equals, rest = value.partition("=")
+        if not equals or not key.isidentifier() and key not in _OTHER_STRACE_QUALIFIERS:
+            globs.append(value)
+        elif key in ("trace", "t"):
+            args.syscalls = rest or "all"
+        elif key == "status":
+            if rest not in ("failed", "all"):
+                raise UsageError(f"-e status={rest}: utrace shows all calls or only the failed ones: "
+                                 "-e status=failed or -e status=all")  # fmt: skip
+            args.syscall_status = rest
+        elif key == "inject":
+            args.inject.append(rest)
+        else:
+            raise UsageError(f"-e {key}=: of strace's -e qualifiers utrace has trace=SET, status=failed and "
+                             "inject=SPEC; -e GLOB selects library calls")  # fmt: skip
+    args.calls_filter = globs
+
+
 def syscall_options(args: argparse.Namespace) -> Optional[SysOptions]:
     """The -S/--syscalls family, checked before the target starts (usage errors list the choices)."""
     rules = [parse_inject(spec) for spec in args.inject]
@@ -267,10 +307,15 @@ def run(argv: Sequence[str]) -> int:
         parser.error("give a command after '--' to launch, or -p PID to attach")
     if args.pid is not None and command:
         parser.error("-p PID and a command to launch cannot be combined")
+    strace_qualifiers(args)
+    if args.calls_filter and (args.syscalls is not None or args.inject):
+        parser.error("-e GLOB selects library calls when neither PROBEs nor system calls are traced")
     if args.calls_filter and (args.probes or args.plugin):
         parser.error("-e selects library calls when no PROBE is given; it cannot be combined with probes")
     if args.duration is not None and args.duration <= 0:
         parser.error("--duration takes a positive number of seconds")
+    if args.list:
+        return list_functions(args, command)
     # usage errors before anything starts
     plugin = load_plugin(args.plugin) if args.plugin else None
     if args.self_trace:
@@ -331,6 +376,27 @@ def run(argv: Sequence[str]) -> int:
     if args.pid is not None:
         return 0
     return status if status is not None else 0
+
+
+def list_functions(args: argparse.Namespace, command: List[str]) -> int:
+    """-l: the functions matching the PROBE globs, one LIB:NAME a line on stdout (bpftrace -l, perf
+    probe -F). A launched command is stopped before its code runs (its libraries mapped), then
+    killed; an attached process is only read (/proc/PID/maps and its files), never stopped."""
+    patterns = args.probes or ["*"]
+    if args.pid is not None:
+        space = AddressSpace.from_pid(args.pid)  # ProcessGone, PermissionDenied
+        names = [name for pattern in patterns for name in space.functions(pattern)]
+    else:
+        tracer = Tracer.launch(command, output=Output(io.StringIO()))
+        try:
+            names = [name for pattern in patterns for name in tracer.functions(pattern)]
+        finally:
+            _abandon(tracer)
+    if not names:
+        print(f"utrace: no function matches {' '.join(map(repr, patterns))}", file=sys.stderr)
+        return 1
+    sys.stdout.write("".join(name + "\n" for name in dict.fromkeys(names)))
+    return 0
 
 
 def _registered() -> List[str]:

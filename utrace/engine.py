@@ -760,6 +760,14 @@ class Tracer:
         return thread
 
     # ------------------------------------------------------------------ probes
+    def functions(self, pattern: str = "*") -> List[str]:
+        """``MODULE:NAME`` of the functions a probe could name in the traced program now (``pattern``:
+        a glob, or ``LIB:GLOB``); see AddressSpace.functions."""
+        proc = self.procs.get(self.leader)
+        if proc is None:
+            raise ProcessGone(self.leader)
+        return proc.address_space().functions(pattern)
+
     def add_probe(
         self,
         target: str,

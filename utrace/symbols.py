@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import bisect
 import difflib
+import fnmatch
 import functools
 import io
 import mmap
@@ -891,6 +892,18 @@ class AddressSpace:
         if symbol is None:
             return f"{module.name}+{offset:#x}"
         return f"{module.name}:{symbol}+{offset:#x}"
+
+    def functions(self, pattern: str = "*") -> list[str]:
+        """``MODULE:NAME`` of every function a probe can name, module by module in search order, names
+        sorted; ``pattern`` is a glob of names (``mem*``) or ``LIB:GLOB`` for one module, LIB as in a
+        probe target (``libc:str*``)."""
+        lib, colon, glob = pattern.rpartition(":")
+        modules = [self.module_named(lib)] if colon and lib else self.modules
+        found: list[str] = []
+        for module in modules:
+            names = {s.name for s in module.elf.symbols() if s.value and s.type in ("FUNC", "IFUNC")}
+            found.extend(f"{module.name}:{name}" for name in sorted(fnmatch.filter(names, glob or "*")))
+        return found
 
     # --- probe targets -----------------------------------------------------------------------------
 
