@@ -46,6 +46,7 @@ SAMPLE_BUILDS: dict[str, tuple[list[str], list[str]]] = {
     "api_events_nopie": (["api_events.c"], ["-O1", "-g", "-no-pie", "-fno-pie"]),
     "api_returns": (["api_returns.c"], ["-O1", "-g", "-pthread"]),
     "api_exc": (["api_exc.cc"], ["-O1", "-g"]),
+    "cxx_names": (["cxx_names.cc"], ["-O1", "-g"]),
     "api_stack": (["api_stack.c"], ["-O2", "-fomit-frame-pointer", "-g"]),
 }
 

@@ -6,6 +6,7 @@ Live tests run ``sleep 30`` and the checksum sample (PIE and non-PIE); every pro
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import select
@@ -18,6 +19,8 @@ from typing import Callable, Iterator
 
 import pytest
 
+import utrace
+from utrace import symbols
 from utrace.errors import (
     BadProbeAddress,
     ModuleNotFound,
@@ -26,6 +29,7 @@ from utrace.errors import (
     UsageError,
     UtraceError,
 )
+from utrace.output import Output
 from utrace.symbols import AddressSpace, ElfFile, _name_matches, clear_cache, load_elf, read_maps
 
 LIBC = "/lib/x86_64-linux-gnu/libc.so.6"
@@ -501,3 +505,77 @@ def test_list_shows_what_readelf_shows_and_never_runs_the_program(sample, utrace
     assert res.returncode == 0 and "libc.so.6:memcpy" in res.stdout and "libc.so.6:strcmp" in res.stdout
     res = utrace_cli("-l", "no_such_function_*", "--", exe, "3")
     assert (res.returncode, res.stdout) == (1, "") and "no function matches" in res.stderr
+
+
+# --- functions named as in C++ ---------------------------------------------------------------------
+CXX_TARGETS = [
+    "app::scale(int)",
+    "app::scale(double)",
+    "app::Square::area",
+    "app::Square::area() const",
+    "app::twice<int>",
+    "cxx_names:app::twice<double>(double)",
+    "app::(anonymous namespace)::hidden",
+    "plain",  # a C++ function of the global namespace by its plain name, as gdb takes it
+]
+
+
+def _nm_demangled(exe: str) -> dict:
+    """binutils' view: demangled name (without return type and spaces) -> address."""
+    nm = subprocess.run(["nm", "-C", "--defined-only", exe], capture_output=True, text=True, check=True)
+    out = nm.stdout
+    found = {}
+    for line in out.splitlines():
+        value, kind, name = line.split(" ", 2)
+        if kind.lower() in ("t", "w"):
+            found[symbols.without_return_type(name).replace(" ", "")] = int(value, 16)
+    return found
+
+
+@pytest.mark.parametrize("target", CXX_TARGETS)
+def test_cxx_names_resolve_where_nm_demangles_them(sample, utrace_cli, target) -> None:
+    """A target written as in C++ is the function nm -C shows under that name, and a probe on it
+    sees every call (cxx_names calls each function N times)."""
+    exe = sample("cxx_names")
+    nm = _nm_demangled(exe)
+    with utrace.launch([exe, "5"], output=Output(io.StringIO())) as t:
+        loc = t.procs[t.leader].address_space().resolve(target)
+        t.run()
+    name = target.split(":", 1)[1] if target.startswith("cxx_names:") else target
+    function, signature = symbols.cxx_signature(name)
+    with_parameters = signature != function
+    wanted = [
+        addr for text, addr in nm.items()
+        if (text if with_parameters else symbols.cxx_function_name(text)) == signature
+    ]  # fmt: skip
+    assert wanted == [loc.address - loc.module.bias]
+    res = utrace_cli(target, "--", exe, "5")
+    plain = subprocess.run([exe, "5"], capture_output=True, text=True)
+    assert (res.returncode, res.stdout) == (plain.returncode, plain.stdout)
+    assert len([ln for ln in res.stderr.splitlines() if "(cxx_names:" in ln]) == 5, res.stderr
+
+
+def test_cxx_names_in_definitions_errors_listing_and_stacks(sample, utrace_cli) -> None:
+    exe = sample("cxx_names")
+    res = utrace_cli("p app::scale(int) x=$arg1:s32", "--", exe, "4")
+    assert res.returncode == 0, res.stderr
+    assert [ln.split("x=")[1] for ln in res.stderr.splitlines() if "x=" in ln] == ["0", "1", "2", "3"]
+    res = utrace_cli("app::scale", "--", exe, "4")  # two overloads: which one?
+    assert res.returncode == 2 and len(res.stderr.splitlines()) == 1
+    assert "'app::scale(int)'" in res.stderr and "'app::scale(double)'" in res.stderr
+    res = utrace_cli("app::scael(int)", "--", exe, "4")
+    assert res.returncode == 2 and "did you mean: app::scale" in res.stderr
+    res = utrace_cli("-l", "cxx_names:app::*", "--", exe)
+    assert res.stdout.splitlines() == [
+        "cxx_names:app::(anonymous namespace)::hidden(long)",
+        "cxx_names:app::Square::area() const",
+        "cxx_names:app::Square::~Square()",
+        "cxx_names:app::scale(double)",
+        "cxx_names:app::scale(int)",
+        "cxx_names:app::twice<double>(double)",
+        "cxx_names:app::twice<int>(int)",
+    ]
+    res = utrace_cli("-H", "STACKTRACE", "app::Square::area", "--", exe, "1")
+    frames = [ln.strip() for ln in res.stderr.splitlines() if ln.lstrip().startswith("#")]
+    # demangled as gdb's bt shows them ("#0  app::Square::area (this=...) at ...")
+    assert " app::Square::area() const+0x0 (cxx_names) " in frames[0] and " main+" in frames[1]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
+import re
 import signal
 import struct
 import threading
@@ -39,7 +40,7 @@ from .kernel import user_regs_struct
 from .output import Output
 from .probes import SpecHandler, parse_spec
 from .relocate import SLOT_SIZE, Relocation, instruction_boundaries, relocate
-from .symbols import AddressSpace, Location
+from .symbols import AddressSpace, Location, cxx_short_name, looks_cxx
 from .syscalls import SyscallRecord
 from .sysring import AREA_CALLS, SysRing, code_page, touches_area, unpack_values
 from .systrace import SyscallHandler, SyscallTracer, SysOptions, install_seccomp
@@ -1923,8 +1924,14 @@ class _UnwindEntry(Handler):
 
 def is_spec(text: str) -> bool:
     """A probe definition rather than a bare target: ``p ...``, ``r:ev ...``, ``-:ev``, or anything with
-    fetch arguments or a filter (a space)."""
-    return " " in text.strip() or text.startswith(("p:", "r:", "-:"))
+    fetch arguments or a filter (a space, other than inside a C++ target's brackets:
+    ``app::(anonymous namespace)::f``, ``app::f(int, long)``)."""
+    depth = 0
+    for ch in re.sub(r"\)\s+(?=const\b|volatile\b|&)", ")", text.strip()):  # app::Shape::area() const
+        depth += {"(": 1, "<": 1, ")": -1, ">": -1}.get(ch, 0)
+        if ch == " " and depth <= 0:
+            return True
+    return text.startswith(("p:", "r:", "-:"))
 
 
 def _is_bare_symbol(target: str) -> bool:
@@ -1996,7 +2003,13 @@ def _tgid_of(tid: int) -> int:
         return 0
 
 
+_CXX_LIB = re.compile(r"^[^:\s()]+:(?!:)")  # the LIB: of a C++ target (libfoo.so:app::f)
+
+
 def _probe_name(target: str) -> str:
-    """The default event name: the symbol of the target (``libc:malloc+4`` -> ``malloc``)."""
+    """The default event name: the symbol of the target (``libc:malloc+4`` -> ``malloc``,
+    ``app::scale(int)`` -> ``scale(int)``)."""
+    if looks_cxx(target):
+        return cxx_short_name(_CXX_LIB.sub("", target.split("+", 1)[0]))
     name = target.rsplit(":", 1)[-1].split("+", 1)[0]
     return name or target

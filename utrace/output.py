@@ -27,6 +27,8 @@ import time
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
+from .symbols import display_name
+
 if TYPE_CHECKING:
     from .handlers import Event
 
@@ -114,9 +116,7 @@ class Output:
                      event.is_return, fields, event.duration)  # fmt: skip
         if stack is not None:
             rec.stack = [f.format(i) for i, f in enumerate(stack)]
-            rec.stack_names = [
-                f.symbol or (f"{f.module}+{f.pc:#x}" if f.module else f"{f.pc:#x}") for f in stack
-            ]
+            rec.stack_names = [_frame_name(f) for f in stack]
         group = getattr(event.probe, "group", None)
         if group:
             rec.group = group
@@ -247,6 +247,13 @@ class Output:
                 self.line(f"{event:<24} {n:>10}")
         self.line("-" * 81)
         self.line(f"{'total':<24} {sum(self._n.values()):>10}")
+
+
+def _frame_name(frame: Any) -> str:
+    """A frame of a folded stack: its function (C++ demangled), else module+offset, else the pc."""
+    if frame.symbol:
+        return display_name(frame.symbol)
+    return f"{frame.module}+{frame.pc:#x}" if frame.module else f"{frame.pc:#x}"
 
 
 def _log2_bucket(value: int) -> int:

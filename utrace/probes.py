@@ -59,6 +59,7 @@ from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Tuple, Un
 from .errors import TargetError, UsageError, UtraceError
 from .handlers import ARG_REGS, REG_ALIASES, Handler, escape
 from .kernel import ptrace_getfpregs
+from .symbols import cxx_function_name, looks_cxx
 
 if TYPE_CHECKING:
     from .handlers import Event
@@ -789,6 +790,7 @@ class _SpecParser:
             return ProbeSpec("-", group, event, "", [], None, text)
         if not rest:
             raise self.error(len(text.rstrip()) if filter_at is None else filter_at, "no probe target")
+        rest = _join_cxx_target(rest)
         target, target_col = rest[0]
         if target.endswith("%return"):
             if kind == "r":
@@ -835,7 +837,7 @@ class _SpecParser:
             )
 
     def _check_target(self, target: str, col: int, kind: str) -> None:
-        bad = re.search(r"[()\"'=,]", target)
+        bad = re.search(r"[\"'=]" if looks_cxx(target) else r"[()\"'=,]", target)
         if bad or target.startswith(("%", "$", "@", "+")):
             at = bad.start() if bad else 0
             raise self.error(col + at, f"bad probe target {target!r}")
@@ -941,9 +943,22 @@ def _named_type(name: str) -> FetchType:
 
 
 def _default_event(target: str) -> str:
-    """The symbol of the target (``libc:malloc+4`` -> ``malloc``), as the engine names probes."""
+    """The symbol of the target (``libc:malloc+4`` -> ``malloc``, ``app::scale(int)`` -> ``scale``)."""
+    if looks_cxx(target):
+        target = cxx_function_name(target.split("+", 1)[0]).split("<", 1)[0]
     name = target.rsplit(":", 1)[-1].split("+", 1)[0]
     return name or target
+
+
+def _join_cxx_target(words: List[Tuple[str, int]]) -> List[Tuple[str, int]]:
+    """A C++ target's parameter list or template arguments may hold spaces (``app::f(int, long)``):
+    the words up to the closing bracket are the target."""
+    target, col = words[0]
+    i = 1
+    while i < len(words) and (target.count("(") > target.count(")") or target.count("<") > target.count(">")):
+        target += " " + words[i][0]
+        i += 1
+    return [(target, col)] + words[i:]
 
 
 class _ArgParser:

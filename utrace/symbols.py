@@ -18,6 +18,8 @@ separate debug file (/usr/lib/debug/.build-id/xx/yyyy.debug, as gdb finds it; De
 from __future__ import annotations
 
 import bisect
+import ctypes
+import ctypes.util
 import difflib
 import fnmatch
 import functools
@@ -26,12 +28,13 @@ import mmap
 import os
 import re
 import struct
+import subprocess
 import sys
 from array import array
 from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO, Iterable, Iterator, NamedTuple, Sequence, cast
+from typing import IO, Any, Iterable, Iterator, NamedTuple, Sequence, cast
 
 from elftools.common.exceptions import DWARFError, ELFError
 from elftools.elf.dynamic import DynamicSegment
@@ -489,6 +492,34 @@ class ElfFile:
     def _names(self) -> list[str]:
         return sorted({s.name for s in self._symbols if s.type in CODE_TYPES and s.value})
 
+    @functools.cached_property
+    def _cxx_functions(self) -> dict[str, list[tuple[str, Symbol]]]:
+        """C++ functions by demangled name without parameters (``app::Shape::area``): (the whole
+        demangled name with spaces removed, the symbol), for probe targets written as in C++."""
+        mangled = [
+            s for s in self._symbols if s.name.startswith("_Z") and s.value and s.type in ("FUNC", "IFUNC")
+        ]
+        index: dict[str, list[tuple[str, Symbol]]] = {}
+        for sym, text in zip(mangled, demangle([s.name for s in mangled])):
+            if text is not None:
+                name, signature = cxx_signature(text)
+                index.setdefault(name, []).append((signature, sym))
+        return index
+
+    def cxx_names(self) -> list[str]:
+        """The demangled function names (without parameters), for 'did you mean' suggestions."""
+        return list(self._cxx_functions)
+
+    def cxx_lookup(self, target: str) -> list[tuple[str, Symbol]]:
+        """The C++ functions ``target`` names: ``ns::f`` (every overload) or ``ns::f(int)`` (that one),
+        as (demangled name, symbol), one per address."""
+        name, wanted = cxx_signature(target)
+        found = self._cxx_functions.get(name, [])
+        if wanted != name:  # a parameter list was given
+            found = [(text, sym) for text, sym in found if text in (wanted, wanted + "const")]
+        by_address = {sym.value: (text, sym) for text, sym in sorted(found, key=lambda f: _target_rank(f[1]))}
+        return list(by_address.values())
+
     def names(self) -> list[str]:
         """Names of the code symbols, for 'did you mean' suggestions."""
         return list(self._names)
@@ -553,6 +584,127 @@ class ElfFile:
 # Parsed files by identity; the path is not part of the key, so /lib/... and /usr/lib/... share an entry.
 _CACHE: OrderedDict[tuple[int, int, int, int], ElfFile] = OrderedDict()
 _CACHE_SIZE = 64
+
+
+def demangle(names: Sequence[str]) -> list[str | None]:
+    """The C++ demangled form of each name (None where it is not a mangled name).
+
+    libstdc++'s own __cxa_demangle through ctypes, as gdb and c++filt use the same code (libiberty):
+    no maintained Python package does this, and pyelftools does not demangle. Without libstdc++,
+    binutils' c++filt; without either, nothing is demangled.
+    """
+    cxa = _cxa_demangle()
+    if cxa is None:
+        return _cxxfilt(names)
+    out: list[str | None] = []
+    status = ctypes.c_int()
+    for name in names:
+        buf = cxa(name.encode(), None, None, ctypes.byref(status))
+        if not buf or status.value != 0:
+            out.append(None)
+            continue
+        out.append(ctypes.string_at(buf).decode(errors="replace"))
+        _libc_free(buf)
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _cxa_demangle() -> Any:
+    path = ctypes.util.find_library("stdc++")
+    try:
+        lib = ctypes.CDLL(path or "libstdc++.so.6")
+    except OSError:
+        return None
+    fn = lib.__cxa_demangle
+    fn.restype = ctypes.c_void_p  # a malloc'ed string: freed with libc's free
+    fn.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_int)]
+    return fn
+
+
+def _libc_free(address: int) -> None:
+    _free()(address)
+
+
+@functools.lru_cache(maxsize=1)
+def _free() -> Any:
+    free = ctypes.CDLL(None).free
+    free.argtypes = [ctypes.c_void_p]
+    return free
+
+
+def _cxxfilt(names: Sequence[str]) -> list[str | None]:
+    try:
+        proc = subprocess.run(["c++filt"], input="\n".join(names), capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return [None] * len(names)
+    lines = proc.stdout.split("\n")
+    return [text if text != name else None for name, text in zip(names, lines)]
+
+
+def looks_cxx(target: str) -> bool:
+    """A function named as in C++: a qualified name or a parameter list (``app::scale(int)``)."""
+    return "::" in target or re.match(r"[\w~<>:,*& ]+\(", target) is not None
+
+
+def cxx_short_name(text: str) -> str:
+    """The last component of a C++ function name with its parameters: ``app::Shape::area() const``
+    -> ``area()const``, ``app::scale(int)`` -> ``scale(int)`` (event names of probes)."""
+    name, signature = cxx_signature(text)
+    depth, start = 0, 0
+    for i, ch in enumerate(name):
+        depth += {"<": 1, "(": 1, ">": -1, ")": -1}.get(ch, 0)
+        if depth == 0 and name.startswith("::", i):
+            start = i + 2
+    return name[start:] + signature[len(name) :]
+
+
+@functools.lru_cache(maxsize=4096)
+def display_name(symbol: str) -> str:
+    """How a symbol is shown: C++ names demangled (``app::scale(int)``), others as they are."""
+    if not symbol.startswith("_Z"):
+        return symbol
+    return demangle([symbol])[0] or symbol
+
+
+def without_return_type(text: str) -> str:
+    """A demangled function as one writes its name: ``double app::twice<double>(double)`` ->
+    ``app::twice<double>(double)`` (function templates carry their return type)."""
+    name, _ = cxx_signature(text)
+    depth, start = 0, 0
+    head = text.split("(", 1)[0] if "(" in text and not text.startswith("(") else text
+    for i, ch in enumerate(head):
+        depth += {"<": 1, ">": -1}.get(ch, 0)
+        if ch == " " and depth == 0:
+            start = i + 1
+    return text[start:] if text[start:].replace(" ", "").startswith(name) else text
+
+
+def cxx_function_name(text: str) -> str:
+    """A demangled function name without its parameters, qualifiers and return type, spaces removed:
+    ``int app::scale<int>(int) const`` -> ``app::scale<int>``."""
+    return cxx_signature(text)[0]
+
+
+def cxx_signature(text: str) -> tuple[str, str]:
+    """(name, name with its parameter list and qualifiers), spaces removed, return type dropped:
+    ``double app::twice<double>(double)`` -> (``app::twice<double>``, ``app::twice<double>(double)``)."""
+    text = text.strip()
+    head, tail = text, ""
+    stripped = re.sub(r"\)[\s]*(?:(?:const|volatile|&&|&)\s*)*$", ")", text)
+    if stripped.endswith(")"):  # the parameter list: from its matching "("
+        depth = 0
+        for i in range(len(stripped) - 1, -1, -1):
+            depth += {")": 1, "(": -1}.get(stripped[i], 0)
+            if depth == 0:
+                head, tail = text[:i], text[i:]
+                break
+    depth, start = 0, 0
+    for i, ch in enumerate(head):  # a return type (function templates) ends at a top-level space
+        depth += {"<": 1, "(": 1, ">": -1, ")": -1}.get(ch, 0)
+        if ch == " " and depth == 0:
+            start = i + 1
+    name = head[start:].replace(" ", "")
+    return name, name + tail.replace(" ", "")
 
 
 def load_elf(path: str) -> ElfFile:
@@ -651,7 +803,7 @@ class Location:
         """'libc.so.6:malloc+0x0' for a symbol, '0x401136' for a raw address outside any symbol."""
         if self.symbol is None:
             return f"{self.address:#x}"
-        return f"{self.module.name}:{self.symbol}+{self.offset:#x}"
+        return f"{self.module.name}:{display_name(self.symbol)}+{self.offset:#x}"
 
 
 def _biases(elf: ElfFile, mappings: Sequence[Mapping]) -> list[int]:
@@ -891,18 +1043,25 @@ class AddressSpace:
         module, symbol, offset = found
         if symbol is None:
             return f"{module.name}+{offset:#x}"
-        return f"{module.name}:{symbol}+{offset:#x}"
+        return f"{module.name}:{display_name(symbol)}+{offset:#x}"
 
     def functions(self, pattern: str = "*") -> list[str]:
         """``MODULE:NAME`` of every function a probe can name, module by module in search order, names
         sorted; ``pattern`` is a glob of names (``mem*``) or ``LIB:GLOB`` for one module, LIB as in a
         probe target (``libc:str*``)."""
-        lib, colon, glob = pattern.rpartition(":")
-        modules = [self.module_named(lib)] if colon and lib else self.modules
+        qualified = re.match(r"([^:\s()]+):(?!:)(.*)$", pattern)  # LIB:GLOB (not ns::name)
+        lib, glob = qualified.groups() if qualified else ("", pattern)
+        modules = [self.module_named(lib)] if lib else self.modules
         found: list[str] = []
         for module in modules:
             names = {s.name for s in module.elf.symbols() if s.value and s.type in ("FUNC", "IFUNC")}
-            found.extend(f"{module.name}:{name}" for name in sorted(fnmatch.filter(names, glob or "*")))
+            shown = {n: n for n in names}
+            mangled = sorted(n for n in names if n.startswith("_Z"))
+            for raw, text in zip(mangled, demangle(mangled)):
+                shown[raw] = without_return_type(text) if text else raw
+            glob = glob or "*"
+            matched = {shown[n] for n in names if any(fnmatch.fnmatchcase(x, glob) for x in (n, shown[n]))}
+            found.extend(f"{module.name}:{name}" for name in sorted(matched))
         return found
 
     # --- probe targets -----------------------------------------------------------------------------
@@ -920,10 +1079,13 @@ class AddressSpace:
             module = self.module_named(match["path"])
             address = module.bias + module.elf.offset_to_vaddr(int(match["offset"], 16))
             return self._at_address(address, target)
-        match = _SYMBOL_RE.fullmatch(target)
+        match = _SYMBOL_RE.fullmatch(target) or _CXX_RE.fullmatch(target)
         if match is None:
             raise UsageError(f"bad probe target {target!r}: expected {ACCEPTED_FORMS}")
         offset = int(match["offset"], 0) if match["offset"] else 0
+        if match.re is _CXX_RE:
+            modules = [self.module_named(match["lib"])] if match["lib"] else self.modules
+            return self._cxx_symbol_in(modules, match["symbol"], offset, target, bool(match["lib"]))
         if match["lib"]:
             return self._symbol_in([self.module_named(match["lib"])], match["symbol"], offset, target, True)
         return self._symbol_in(self.modules, match["symbol"], offset, target, False)
@@ -958,15 +1120,48 @@ class AddressSpace:
                 )
             start = module.bias + sym.value
             return Location(start + offset, module, sym.name, offset, start, sym.type == "IFUNC")
+        if "@" not in name:  # a C++ function of the global namespace, by its plain name (foo(int))
+            for module in modules:
+                if module.elf.cxx_lookup(name):
+                    return self._cxx_symbol_in([module], name, offset, target, qualified)
         base = _split_version(name)[0]
         pool = sorted({n for m in modules for n in m.elf.names()})
         suggestions = difflib.get_close_matches(base, pool, n=5)
+        raise SymbolNotFound(name, modules[0].name if qualified and modules else None, suggestions)
+
+    def _cxx_symbol_in(
+        self, modules: Sequence[Module], name: str, offset: int, target: str, qualified: bool
+    ) -> Location:
+        """A function named as in C++ (``app::Shape::area``, ``app::scale(int)``): the first module
+        that defines it; a name that several overloads share must be given with its parameters."""
+        for module in modules:
+            found = module.elf.cxx_lookup(name)
+            if not found:
+                continue
+            if len(found) > 1:
+                choices = ", ".join(f"'{text}'" for text, _ in found)
+                raise UsageError(f"{target!r} names {len(found)} functions in {module.name}: {choices}; "
+                                 "give one with its parameter list")  # fmt: skip
+            _, sym = found[0]
+            if sym.size and offset >= sym.size:
+                raise BadProbeAddress(f"{target}: offset {offset:#x} is beyond the end of the function "
+                                      f"(size {sym.size:#x})")  # fmt: skip
+            start = module.bias + sym.value
+            return Location(start + offset, module, sym.name, offset, start, sym.type == "IFUNC")
+        pool = sorted({n for m in modules for n in m.elf.cxx_names()})
+        suggestions = difflib.get_close_matches(cxx_function_name(name), pool, n=5)
         raise SymbolNotFound(name, modules[0].name if qualified and modules else None, suggestions)
 
 
 _HEX = r"0[xX][0-9a-fA-F]+"
 _ADDRESS_RE = re.compile(_HEX)
 _FILE_OFFSET_RE = re.compile(rf"(?P<path>[^\s]+):(?P<offset>{_HEX})")
+# A function named as in C++: a qualified name (``::``) or a parameter list, after an optional LIB:
+_CXX_RE = re.compile(
+    r"(?:(?P<lib>[^:\s()]+):(?!:))?"
+    r"(?P<symbol>[^:\s+][^+]*?(?:::|\()[^+]*?)"
+    rf"(?:\+(?P<offset>{_HEX}|[0-9]+))?"
+)
 _SYMBOL_RE = re.compile(
     r"(?:(?P<lib>[^:\s]+):)?"
     r"(?P<symbol>[A-Za-z_.$][\w.$]*(?:@@?[\w.]+)?)"

@@ -46,7 +46,7 @@ from elftools.elf.relocation import RelocationSection
 from elftools.elf.sections import SymbolTableSection
 
 from .errors import UtraceError
-from .symbols import DEBUG_ROOTS, PF_X, AddressSpace, ElfFile, Module, load_elf
+from .symbols import DEBUG_ROOTS, PF_X, AddressSpace, ElfFile, Module, display_name, load_elf
 
 if TYPE_CHECKING:
     from .kernel import ProcMem
@@ -127,7 +127,7 @@ class Frame:
     def format(self, index: int) -> str:
         """'#N  0xADDR symbol+off (module) file:line', gdb-like; '??' when the symbol is unknown."""
         if self.symbol is not None:
-            where = f"{self.symbol}+{self.offset:#x}"
+            where = f"{display_name(self.symbol)}+{self.offset:#x}"
             if self.module is not None:
                 where += f" ({self.module})"
         elif self.module is not None:
