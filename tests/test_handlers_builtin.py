@@ -108,8 +108,14 @@ def test_getdata_str_escapes_like_strace(sample, utrace_cli, tmp_path):
     res = utrace_cli("-o", str(trace), "-H", "GETDATA:arg1:str:5", "show", "--", exe, "args")
     assert res.returncode == 0, res.stderr
     assert [head["rest"].split(" ", 1)[1] for head, _ in events(trace.read_text())] == [
-        'string="hello"',
-        'string="say \\""',
+        'string="hello"...',  # cut at 5 bytes: marked as strace marks a cut string
+        'string="say \\""...',
+    ]
+    trace.unlink()  # exactly as long as the limit: whole, no mark
+    res = utrace_cli("-o", str(trace), "-H", "GETDATA:arg1:str:21", "show", "--", exe, "args")
+    assert [head["rest"].split(" ", 1)[1] for head, _ in events(trace.read_text())] == [
+        'string="hello from api_events"',
+        'string="say \\"hi\\"\\tnow\\n\\1"',
     ]
 
 

@@ -240,10 +240,12 @@ class GetData(Handler):
         addr = self.fetch(event)
         out = self.output
         if self.string:
-            raw = event.read_string(addr, self.length)
+            raw = event.read_string(addr, self.length + 1)  # one byte more: was it cut?
+            cut = len(raw) > self.length
+            raw = raw[: self.length]
             fields = [
                 (self.source, addr, f"{addr:#x}"),
-                ("string", raw.decode("utf-8", "replace"), f'"{escape(raw)}"'),
+                ("string", raw.decode("utf-8", "replace"), f'"{escape(raw)}"' + ("..." if cut else "")),
             ]
             out.emit(out.record(event, fields))
             return
