@@ -25,7 +25,7 @@ blocks runs visibly slower. Other allocators (``posix_memalign``, ``aligned_allo
 Example (``samples/plug_leaky.c``; its output, then the report on stderr)::
 
     plug_leaky: done
-    malloc_leaks: 6 blocks, 4314 bytes still allocated at the end, from 3 stacks (60 allocations, 54 frees)
+    malloc_leaks: 6 blocks, 4314 bytes still allocated at exit, from 3 stacks (60 allocations, 54 frees)
 
     1 block, 4000 bytes, allocated at:
       #0  0x00007f59714c7130 realloc+0x0 (libc.so.6) ./malloc/malloc.c:3400
@@ -100,6 +100,7 @@ class MallocLeaks(Plugin):
         self.allocations = 0
         self.frees = 0
         self.probes: List[Probe] = []
+        self.tracer: Optional[Tracer] = None
         self._entry: Dict[str, Callable[[Event], None]] = {
             "malloc": self._malloc,
             "calloc": self._calloc,
@@ -113,6 +114,7 @@ class MallocLeaks(Plugin):
                 f"malloc_leaks takes no PROBE (got {' '.join(targets)}): it probes malloc, calloc, realloc "
                 "and free itself"
             )
+        self.tracer = tracer
         for name in ("malloc", "calloc", "realloc"):
             self.probes.append(tracer.add_probe(name, self, name=name, ret=True))
         self.probes.append(tracer.add_probe("free", self, name="free"))
@@ -186,8 +188,10 @@ class MallocLeaks(Plugin):
         groups = self.groups()
         count = sum(g.count for g in groups)
         size = sum(g.size for g in groups)
+        detached = self.tracer is not None and self.tracer.detached
+        when = "at detach (the program runs on)" if detached else "at exit"
         self.output.line(
-            f"malloc_leaks: {plural(count, 'block')}, {size} bytes still allocated at the end, from "
+            f"malloc_leaks: {plural(count, 'block')}, {size} bytes still allocated {when}, from "
             f"{plural(len(groups), 'stack')} ({plural(self.allocations, 'allocation')}, "
             f"{plural(self.frees, 'free')})"
         )

@@ -1051,6 +1051,13 @@ class Tracer:
             self.exit_status = self._wait_untraced_exit()
         return self.exit_status
 
+    @property
+    def detached(self) -> bool:
+        """Whether tracing ended by letting go of the program (``stop()``, ``run(duration=...)``, a
+        signal to utrace) rather than by its exit: a plugin's ``finish()`` may report differently
+        (a block still allocated at exit is a leak; at detach it may yet be freed)."""
+        return self._detached
+
     def stop(self) -> None:
         """Ask the loop to detach and return (safe from handlers and signal handlers)."""
         self._stop_requested = True
