@@ -30,6 +30,7 @@ SAMPLE_BUILDS: dict[str, tuple[list[str], list[str]]] = {
     "sys_files": (["sys_files.c"], ["-O1", "-g"]),
     "sys_net": (["sys_net.c"], ["-O1", "-g"]),
     "sys_proc": (["sys_proc.c"], ["-O1", "-g"]),
+    "sys_i386": (["sys_i386.c"], ["-O1", "-g", "-no-pie", "-fno-pie"]),  # int $0x80 wants data below 4 GiB
     # handlers/ plugins (tests/test_plugins.py); -O0 keeps plug_leaky's malloc/free pairs as written
     "plug_leaky": (["plug_leaky.c"], ["-O0", "-g"]),
     "plug_latency": (["plug_latency.c"], ["-O1", "-g"]),

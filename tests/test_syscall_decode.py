@@ -427,6 +427,22 @@ def test_committed_table_is_the_generators_output():
     assert out.getvalue() == text
 
 
+def test_i386_table_is_the_installed_headers_and_the_generators_output():
+    from utrace.syscalls import _table32, i386_name
+
+    header = Path("/usr/include/x86_64-linux-gnu/asm/unistd_32.h")
+    if header.exists():  # linux-libc-dev; older or newer than the table's: compare what both have
+        numbers = {int(n): name for name, n in re.findall(r"#define __NR_(\w+) (\d+)", header.read_text())}
+        assert {n: i386_name(n) for n in numbers} == numbers
+    text = Path(_table32.__file__).read_text()
+    version = re.search(r"of Linux ([^.]+\.[^.\s]+)\.", text)
+    assert version, "the header says which kernel the table comes from"
+    out = io.StringIO()
+    _gentable.write_table32(dict(_table32.I386_SYSCALL_NAMES), version.group(1), out)
+    assert out.getvalue() == text
+    assert (i386_name(4), i386_name(20), i386_name(435)) == ("write", "getpid", "clone3")
+
+
 def test_generator_reads_the_kernel_format():
     tbl = """# comment
 0\tcommon\tread\t\t\tsys_read

@@ -274,3 +274,29 @@ def test_strace_e_qualifiers_are_the_syscall_options(utrace_cli, tmp_path):
     ):
         res = utrace_cli(*options, "--", "/bin/true")
         assert res.returncode == 2 and words in res.stderr and "Traceback" not in res.stderr, res.stderr
+
+
+def _names_and_results(lines: List[str]) -> List[tuple]:
+    calls = []
+    for ln in lines:
+        m = re.match(r"^(\w+)\(.*\) += (.*)$", ln)
+        if m:
+            calls.append((m.group(1), m.group(2).split(" (", 1)[0]))
+    return calls
+
+
+@pytest.mark.parametrize("options", [["-S"], ["-S", "--no-seccomp"], ["--syscalls=open,getpid"]])
+def test_int80_calls_are_named_by_the_i386_table(strace_path, sample, workdir, options):
+    """A 64-bit program's int $0x80 calls use the i386 numbers (4 is write there, stat on x86-64):
+    the same names and results as strace, under the filter and without; a set selects them by name.
+    Their arguments are shown raw (hex), as the x86-64 decoders would misread i386 structs."""
+    exe = sample("sys_i386")
+    strace_opts = [] if options[0] == "-S" else ["-e", "trace=open,getpid"]
+    theirs = _names_and_results(normalize(run_strace(strace_path, [exe], ENV, workdir, strace_opts)))
+    ours_lines = normalize(run_utrace([exe], workdir, options))
+    assert _names_and_results(ours_lines) == theirs
+    assert ("open", "-1 ENOENT") in theirs
+    text = "\n".join(ours_lines)
+    assert "open(0x" in text  # the i386 open, raw: its path pointer is 32-bit
+    if options[0] == "-S":
+        assert "write(0x1, " in text and ("write", "12") in theirs  # i386 write (4), not x86-64 stat

@@ -300,7 +300,11 @@ class Tracer:
                     kernel.ptrace_setregs(thread.tid, regs)
                 thread.sys_rec = thread.sys_inject = None
         elif st is not None:
-            if info.op == kernel.PTRACE_SYSCALL_INFO_ENTRY and st.wants(info.nr):
+            if info.op == kernel.PTRACE_SYSCALL_INFO_ENTRY and info.arch == kernel.AUDIT_ARCH_I386:
+                if st.wants_i386(info.nr):
+                    st.many = st.many or (len(self.threads) > 1 and not self._alone(thread))
+                    st.entry(thread, info.nr, info.args, info.stack_pointer, i386=True)
+            elif info.op == kernel.PTRACE_SYSCALL_INFO_ENTRY and st.wants(info.nr):
                 st.many = st.many or (len(self.threads) > 1 and not self._alone(thread))
                 st.entry(thread, info.nr, info.args, info.stack_pointer)
             elif info.op == kernel.PTRACE_SYSCALL_INFO_EXIT:
@@ -325,6 +329,14 @@ class Tracer:
             return
         nr = info[4]
         args = info[5:11]
+        if info[1] == kernel.AUDIT_ARCH_I386:  # int $0x80: never through the ring (64-bit stubs)
+            if ring is not None and ring.records:
+                self._ring_resolve(thread, ring, at_entry=True)
+            if st.wants_i386(nr):
+                st.many = st.many or (len(self.threads) > 1 and not self._alone(thread))
+                st.entry(thread, nr, args, info[3], i386=True)
+            self._cont(thread)
+            return
         ret_addr = info[2]
         defer = False
         if ring is not None:

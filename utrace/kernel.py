@@ -180,6 +180,10 @@ _ptrace_raw = ctypes.CDLL(None, use_errno=True).ptrace
 _ptrace_raw.restype = ctypes.c_long
 
 
+AUDIT_ARCH_X86_64 = 0xC000003E  # <linux/audit.h>: the arch of a system call (seccomp, syscall info)
+AUDIT_ARCH_I386 = 0x40000003  # int $0x80, from a 32-bit or a 64-bit program
+
+
 class SyscallInfo:
     """PTRACE_GET_SYSCALL_INFO into one reused buffer, unpacked by a single ``struct`` call: the
     per-system-call path of the syscall tracer (the ctypes fields cost a call each)."""

@@ -39,6 +39,7 @@ from .syscalls import (
     format_raw,
     format_resumed,
     has_exit_capture,
+    i386_name,
     parse_syscall_set,
     readers_for,
 )
@@ -145,11 +146,17 @@ def parse_inject(spec: str) -> InjectRule:
 
 def seccomp_program(numbers: Optional[Sequence[int]]) -> bytes:
     """A classic-BPF seccomp filter: SECCOMP_RET_TRACE for ``numbers`` (x86-64; None: every call),
-    ALLOW otherwise (and for the 32-bit ABIs, which the decoders do not know)."""
+    ALLOW otherwise; every i386 call (int $0x80) is traced, and chosen by name at its stop (the
+    numbers are x86-64's)."""
     ld_abs, jeq, ret = 0x20, 0x15, 0x06
     allow, trace = 0x7FFF0000, 0x7FF00000
-    audit_arch_x86_64 = 0xC000003E
-    insns = [(ld_abs, 0, 0, 4), (jeq, 1, 0, audit_arch_x86_64), (ret, 0, 0, allow)]
+    insns = [
+        (ld_abs, 0, 0, 4),  # seccomp_data.arch
+        (jeq, 3, 0, kernel.AUDIT_ARCH_X86_64),  # to the x86-64 part below
+        (jeq, 0, 1, kernel.AUDIT_ARCH_I386),
+        (ret, 0, 0, trace),
+        (ret, 0, 0, allow),  # another ABI (x32 is x86-64's arch with a high bit in the number)
+    ]
     if numbers is None:
         insns.append((ret, 0, 0, trace))
     else:
@@ -224,21 +231,33 @@ class SyscallTracer:
     def wants(self, nr: int) -> bool:
         return self.opts.numbers is None or nr in self.opts.numbers
 
+    def wants_i386(self, nr: int) -> bool:
+        """An i386 call (int $0x80) is selected by its name: the set holds x86-64 numbers."""
+        return self.opts.numbers is None or SYSCALL_NUMBERS.get(i386_name(nr), -1) in self.opts.numbers
+
     # --- stops ----------------------------------------------------------------------------------
-    def entry(self, thread: Thread, nr: int, args: tuple, sp: int) -> SyscallRecord:
+    def entry(self, thread: Thread, nr: int, args: tuple, sp: int, i386: bool = False) -> SyscallRecord:
         """A call's entry: record it with the memory the kernel will read; deny or emulate it when a
-        handler or an --inject rule says so. Returns the record (also ``thread.sys_rec``)."""
+        handler or an --inject rule says so. Returns the record (also ``thread.sys_rec``).
+
+        ``i386``: an int $0x80 call, of the i386 ABI (its own numbers, 32-bit arguments): recorded
+        by name, nothing captured (the decoders know x86-64's layouts only), --inject rules (x86-64
+        numbers) not applied."""
         proc = thread.process
         opts = self.opts
-        readers = self._readers.get(proc.pid)
-        if readers is None or readers[0] is not proc.mem:  # a new process, or a new image after exec
-            readers = self._readers[proc.pid] = (proc.mem, *readers_for(proc.mem))
-        try:
-            copied = capture_entry(nr, args, readers[1], readers[2], sp=sp)
-        except OSError:
-            copied = []
-        name = SYSCALL_NAMES.get(nr) or f"syscall_{nr:#x}"
-        rec = SyscallRecord(proc.pid, thread.tid, nr, name, args, time.monotonic(), copied)
+        if i386:
+            rec = SyscallRecord(proc.pid, thread.tid, nr, i386_name(nr), tuple(a & 0xFFFFFFFF for a in args),
+                                time.monotonic(), [], abi="i386")  # fmt: skip
+        else:
+            readers = self._readers.get(proc.pid)
+            if readers is None or readers[0] is not proc.mem:  # a new process, or a new image after exec
+                readers = self._readers[proc.pid] = (proc.mem, *readers_for(proc.mem))
+            try:
+                copied = capture_entry(nr, args, readers[1], readers[2], sp=sp)
+            except OSError:
+                copied = []
+            name = SYSCALL_NAMES.get(nr) or f"syscall_{nr:#x}"
+            rec = SyscallRecord(proc.pid, thread.tid, nr, name, args, time.monotonic(), copied)
         thread.sys_rec = rec
         thread.sys_inject = None
         if opts.decode_fds:
@@ -249,7 +268,7 @@ class SyscallTracer:
                 kind, value = verdict
                 thread.sys_inject = -int(value) if kind == "error" else int(value)
                 rec.injected = f"{kind}={value}"
-        for rule in opts.inject:
+        for rule in () if i386 else opts.inject:
             if thread.sys_inject is None and nr in rule.numbers and rule.applies(nr):
                 thread.sys_inject = rule.value()
                 rec.injected = "error=" + errno_mod.errorcode.get(rule.error, str(rule.error)) if rule.error \
@@ -294,7 +313,7 @@ class SyscallTracer:
             regs = kernel.ptrace_getregs(thread.tid, thread.regs)
             regs.rax = rval & 0xFFFFFFFFFFFFFFFF
             kernel.ptrace_setregs(thread.tid, regs)
-        elif not rec.name.startswith("rt_sigreturn"):
+        elif rec.abi is None and not rec.name.startswith("rt_sigreturn"):
             read, read_string = readers_for(thread.process.mem)
             try:
                 rec.copy_to_user = list(capture_exit(rec.nr, rec.args, rval, read, read_string))
@@ -441,6 +460,8 @@ class SyscallTracer:
             extra["errno"] = errno_mod.errorcode.get(-ret, str(-ret))  # type: ignore[operator]
         if rec.injected:
             extra["injected"] = rec.injected
+        if rec.abi is not None:
+            extra["abi"] = rec.abi  # nr and args are the int $0x80 ABI's
         if opts.raw:
             extra["copy_from_user"] = _json_copies(rec.copy_from_user)
             extra["copy_to_user"] = _json_copies(rec.copy_to_user)

@@ -28,6 +28,7 @@ class SyscallRecord:
     copy_to_user: Sequence[Tuple[int, bytes]] = field(default_factory=list)
     ret: Optional[int] = None
     injected: Optional[str] = None
+    abi: Optional[str] = None  # "i386" for an int $0x80 call (its nr is i386's); None: x86-64
 
     @property
     def finished(self) -> bool:

@@ -306,6 +306,8 @@ def format_call(
     it prints at entry when the call starts (``close(3</etc/passwd>)``, ``dup2(4, 1</dev/null>)``):
     give ``entry_fd_path`` as a lookup of that moment (a snapshot taken at entry) to match it.
     """
+    if rec.abi is not None:
+        return _compat_call(rec)
     plan = _PLANS.get(rec.name) or plan_for(rec)
     steps = plan.fast
     if steps is None or fd_path is not None or entry_fd_path is not None:
@@ -361,6 +363,8 @@ def format_entry(rec: SyscallRecord, strsize: int = 32, fd_path: Optional[FdPath
 
     The caller appends `` <unfinished ...>``.
     """
+    if rec.abi is not None:
+        return _compat_call(rec).split(") = ", 1)[0]
     plan = _PLANS.get(rec.name) or plan_for(rec)
     texts, k = _texts(RenderCtx(rec, strsize, fd_path), plan)
     head = ", ".join(texts[:k])
@@ -369,6 +373,8 @@ def format_entry(rec: SyscallRecord, strsize: int = 32, fd_path: Optional[FdPath
 
 def format_resumed(rec: SyscallRecord, strsize: int = 32, fd_path: Optional[FdPath] = None) -> str:
     """The rest of the call once it returned: ``<... read resumed>"data"..., 4096) = 10``."""
+    if rec.abi is not None:
+        return f"<... {rec.name} resumed>) = " + _compat_call(rec).rsplit(") = ", 1)[1]
     plan = _PLANS.get(rec.name) or plan_for(rec)
     c = RenderCtx(rec, strsize, fd_path)
     texts, k = _texts(c, plan)
@@ -385,6 +391,18 @@ def _raw_ret(ret: Optional[int]) -> str:
     if ret is None:
         return "?"
     return f"-{-ret:x}" if ret < 0 else f"{ret:x}"
+
+
+def _compat_call(rec: SyscallRecord) -> str:
+    """An i386 call (``int $0x80``): its name and arguments in hex, as strace's ``-e raw=``. The x86-64
+    decoders would misread its structs (32-bit pointers and longs), so none is decoded; the argument
+    count is the x86-64 call's of that name, or all six."""
+    spec = prototype(rec.name)
+    count = len(spec) if spec is not None else 6
+    args = ", ".join(f"{a & 0xFFFFFFFF:#x}" for a in rec.args[:count])
+    ret = rec.ret
+    result = _unsuccessful(ret) if ret is None or -4096 < ret < 0 else str(ret)
+    return f"{rec.name}({args}) = {result}" + (" (INJECTED)" if rec.injected else "")
 
 
 def format_raw(rec: SyscallRecord, size: Optional[int] = 32) -> List[str]:
