@@ -6,6 +6,7 @@
 
 static char msg[] = "int80 write\n";
 static char path[] = "/nonexistent/utrace";
+static char statbuf[128];
 
 static long int80(long nr, long a, long b, long c)
 {
@@ -19,6 +20,9 @@ int main(void)
     long pid = int80(20, 0, 0, 0);                   /* i386 getpid */
     long wrote = int80(4, 1, (long)msg, sizeof msg - 1); /* i386 write */
     long opened = int80(5, (long)path, 0, 0);        /* i386 open: -ENOENT */
-    printf("getpid %s write %ld open %ld\n", pid == getpid() ? "same" : "DIFFERENT", wrote, opened);
+    long sought = int80(19, -1, 0, 0);               /* i386 lseek(-1, ...): -EBADF (a signed fd) */
+    long stated = int80(197, 99, (long)statbuf, 0);  /* i386 fstat64: a struct, shown raw; -EBADF */
+    printf("getpid %s write %ld open %ld lseek %ld fstat64 %ld\n", pid == getpid() ? "same" : "DIFFERENT",
+           wrote, opened, sought, stated);
     return 0;
 }

@@ -43,11 +43,12 @@ from .syscalls import (
     parse_syscall_set,
     readers_for,
 )
+from .syscalls.abi32 import widen, x86_64_twin
 from .syscalls.fmt import quote_cstring
 from .syscalls.signatures import argument_names
 
 if TYPE_CHECKING:
-    from .engine import Thread
+    from .engine import Process, Thread
     from .output import Output
 
 AT_FDCWD = -100
@@ -231,6 +232,15 @@ class SyscallTracer:
     def wants(self, nr: int) -> bool:
         return self.opts.numbers is None or nr in self.opts.numbers
 
+    def _capture_entry(self, proc: Process, nr: int, args: tuple, sp: int) -> List[Tuple[int, bytes]]:
+        readers = self._readers.get(proc.pid)
+        if readers is None or readers[0] is not proc.mem:  # a new process, or a new image after exec
+            readers = self._readers[proc.pid] = (proc.mem, *readers_for(proc.mem))
+        try:
+            return list(capture_entry(nr, args, readers[1], readers[2], sp=sp))
+        except OSError:
+            return []
+
     def wants_i386(self, nr: int) -> bool:
         """An i386 call (int $0x80) is selected by its name: the set holds x86-64 numbers."""
         return self.opts.numbers is None or SYSCALL_NUMBERS.get(i386_name(nr), -1) in self.opts.numbers
@@ -246,8 +256,11 @@ class SyscallTracer:
         proc = thread.process
         opts = self.opts
         if i386:
-            rec = SyscallRecord(proc.pid, thread.tid, nr, i386_name(nr), tuple(a & 0xFFFFFFFF for a in args),
-                                time.monotonic(), [], abi="i386")  # fmt: skip
+            name = i386_name(nr)
+            twin = x86_64_twin(name)
+            args = tuple(a & 0xFFFFFFFF for a in args) if twin is None else widen(args, twin[1])
+            copied = [] if twin is None else self._capture_entry(proc, twin[0], args, sp)
+            rec = SyscallRecord(proc.pid, thread.tid, nr, name, args, time.monotonic(), copied, abi="i386")
         else:
             readers = self._readers.get(proc.pid)
             if readers is None or readers[0] is not proc.mem:  # a new process, or a new image after exec
@@ -313,10 +326,11 @@ class SyscallTracer:
             regs = kernel.ptrace_getregs(thread.tid, thread.regs)
             regs.rax = rval & 0xFFFFFFFFFFFFFFFF
             kernel.ptrace_setregs(thread.tid, regs)
-        elif rec.abi is None and not rec.name.startswith("rt_sigreturn"):
+        elif (rec.abi is None or x86_64_twin(rec.name)) and not rec.name.startswith("rt_sigreturn"):
             read, read_string = readers_for(thread.process.mem)
+            nr = rec.nr if rec.abi is None else x86_64_twin(rec.name)[0]  # type: ignore[index]
             try:
-                rec.copy_to_user = list(capture_exit(rec.nr, rec.args, rval, read, read_string))
+                rec.copy_to_user = list(capture_exit(nr, rec.args, rval, read, read_string))
             except OSError:
                 rec.copy_to_user = []
         rec.ret = rval

@@ -13,19 +13,11 @@ kernel structures), ``xlat`` (flag and enum names), ``decoders``/``fmt``/``rende
 from __future__ import annotations
 
 from ._table import SYSCALL_NAMES
-from ._table32 import I386_SYSCALL_NAMES, UNIFIED_FROM
+from .abi32 import i386_name
 from .capture import capture_entry, capture_exit, has_exit_capture, readers_for
 from .groups import GROUPS, SYSCALL_NUMBERS, parse_syscall_set
 from .record import SyscallRecord
 from .render import format_call, format_entry, format_raw, format_resumed
-
-
-def i386_name(nr: int) -> str:
-    """The name of i386 call ``nr`` (``int $0x80``): its own table below 424, x86-64's from there on
-    (new calls have one number on every architecture)."""
-    name = I386_SYSCALL_NAMES.get(nr) if nr < UNIFIED_FROM else SYSCALL_NAMES.get(nr)
-    return name or f"syscall_{nr:#x}"
-
 
 __all__ = [
     "GROUPS",

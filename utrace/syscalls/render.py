@@ -18,6 +18,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from . import fmt, xlat
 from ._table import SYSCALL_NAMES
+from .abi32 import x86_64_twin
 from .calls import CALL_DECODERS, Piece, WholeDecoder, fcntl_result, prctl_result
 from .decoders import (
     Decoder,
@@ -306,7 +307,7 @@ def format_call(
     it prints at entry when the call starts (``close(3</etc/passwd>)``, ``dup2(4, 1</dev/null>)``):
     give ``entry_fd_path`` as a lookup of that moment (a snapshot taken at entry) to match it.
     """
-    if rec.abi is not None:
+    if rec.abi is not None and x86_64_twin(rec.name) is None:
         return _compat_call(rec)
     plan = _PLANS.get(rec.name) or plan_for(rec)
     steps = plan.fast
@@ -363,7 +364,7 @@ def format_entry(rec: SyscallRecord, strsize: int = 32, fd_path: Optional[FdPath
 
     The caller appends `` <unfinished ...>``.
     """
-    if rec.abi is not None:
+    if rec.abi is not None and x86_64_twin(rec.name) is None:
         return _compat_call(rec).split(") = ", 1)[0]
     plan = _PLANS.get(rec.name) or plan_for(rec)
     texts, k = _texts(RenderCtx(rec, strsize, fd_path), plan)
@@ -373,7 +374,7 @@ def format_entry(rec: SyscallRecord, strsize: int = 32, fd_path: Optional[FdPath
 
 def format_resumed(rec: SyscallRecord, strsize: int = 32, fd_path: Optional[FdPath] = None) -> str:
     """The rest of the call once it returned: ``<... read resumed>"data"..., 4096) = 10``."""
-    if rec.abi is not None:
+    if rec.abi is not None and x86_64_twin(rec.name) is None:
         return f"<... {rec.name} resumed>) = " + _compat_call(rec).rsplit(") = ", 1)[1]
     plan = _PLANS.get(rec.name) or plan_for(rec)
     c = RenderCtx(rec, strsize, fd_path)
@@ -394,9 +395,9 @@ def _raw_ret(ret: Optional[int]) -> str:
 
 
 def _compat_call(rec: SyscallRecord) -> str:
-    """An i386 call (``int $0x80``): its name and arguments in hex, as strace's ``-e raw=``. The x86-64
-    decoders would misread its structs (32-bit pointers and longs), so none is decoded; the argument
-    count is the x86-64 call's of that name, or all six."""
+    """An i386 call (``int $0x80``) the x86-64 decoders would misread (structs with 32-bit pointers
+    and longs): its name and arguments in hex, as strace's ``-e raw=``; the argument count is the
+    x86-64 call's of that name, or all six."""
     spec = prototype(rec.name)
     count = len(spec) if spec is not None else 6
     args = ", ".join(f"{a & 0xFFFFFFFF:#x}" for a in rec.args[:count])
