@@ -554,7 +554,7 @@ class Tracer:
         # Wait for the exec (or the child's exit when exec failed) before reading the error pipe:
         # with a seccomp filter that selects execve, the child stops at its execve first.
         while True:
-            _, status = self._wait_any(pid)
+            status = kernel.wait_thread(pid)
             if not kernel.WIFSTOPPED(status):
                 failure = os.read(err_r, 4)
                 os.close(err_r)
@@ -573,14 +573,6 @@ class Tracer:
             self.systrace.exec_done(thread, argv, _which(argv[0]))
         self._after_exec(thread)
         self._loop_until_paused()
-
-    @staticmethod
-    def _wait_any(tid: int) -> Tuple[int, int]:
-        """waitpid for one thread, any stop or exit (EINTR retried)."""
-        while True:
-            pid, status = kernel.waitpid(tid, kernel.WALL)
-            if pid:
-                return pid, status
 
     def _after_exec(self, thread: Thread) -> None:
         """A fresh program in ``thread``'s process, stopped at its exec: watch the dynamic linker.

@@ -337,6 +337,15 @@ def waitpid(pid: int, options: int) -> tuple[int, int]:
     return int(res), int(_wait_status.value)
 
 
+def wait_thread(tid: int) -> int:
+    """The next status of one thread (__WALL), EINTR retried: for code that waits for a thread it just
+    resumed (an injected call, a seize) rather than in the event loop."""
+    while True:
+        pid, status = waitpid(tid, WALL)
+        if pid:
+            return status
+
+
 PR_SET_DUMPABLE = 4
 
 _prctl = _libc.prctl

@@ -177,13 +177,10 @@ def find_syscall_insn(pid: int, mem: kernel.ProcMem) -> Optional[int]:
 
 
 def _wait_stop(tid: int) -> int:
-    while True:
-        pid, status = kernel.waitpid(tid, kernel.WALL)
-        if pid == 0:
-            continue
-        if not kernel.WIFSTOPPED(status):
-            raise TargetError(f"thread {tid} ended while utrace was running code in it")
-        return status
+    status = kernel.wait_thread(tid)
+    if not kernel.WIFSTOPPED(status):
+        raise TargetError(f"thread {tid} ended while utrace was running code in it")
+    return status
 
 
 def inject_syscall(
