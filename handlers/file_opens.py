@@ -43,6 +43,7 @@ import struct
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
 
 import utrace
+from utrace import open_flags
 from utrace.handlers import Handler, Plugin
 
 if TYPE_CHECKING:
@@ -53,31 +54,8 @@ PATH_MAX = 4096
 AT_FDCWD = -100
 FILENO_OFFSET = 0x70  # glibc's struct _IO_FILE: _fileno follows _flags and 13 pointers (x86-64)
 
-# <asm-generic/fcntl.h> values (x86-64), in the order strace prints them (multi-bit names first where
-# they contain another: O_SYNC holds O_DSYNC, O_TMPFILE holds O_DIRECTORY).
-ACCESS_MODES = ("O_RDONLY", "O_WRONLY", "O_RDWR")
-O_ACCMODE = 0o3
-O_CREAT = 0o100
+O_CREAT = 0o100  # the two flags that make open() take a mode (<asm-generic/fcntl.h>, x86-64)
 O_TMPFILE_BIT = 0o20000000
-OPEN_FLAGS: Tuple[Tuple[int, str], ...] = (
-    (0o100, "O_CREAT"),
-    (0o200, "O_EXCL"),
-    (0o400, "O_NOCTTY"),
-    (0o1000, "O_TRUNC"),
-    (0o2000, "O_APPEND"),
-    (0o4000, "O_NONBLOCK"),
-    (0o4010000, "O_SYNC"),
-    (0o10000, "O_DSYNC"),
-    (0o40000, "O_DIRECT"),
-    (0o100000, "O_LARGEFILE"),
-    (0o400000, "O_NOFOLLOW"),
-    (0o1000000, "O_NOATIME"),
-    (0o2000000, "O_CLOEXEC"),
-    (0o10000000, "O_PATH"),
-    (0o20200000, "O_TMPFILE"),
-    (0o200000, "O_DIRECTORY"),
-    (0o20000, "FASYNC"),
-)
 
 # __errno_location in x86-64 glibc: mov rax, [rip+errno@gottpoff]; add rax, fs:0; ret
 ERRNO_LOCATION_HEAD = b"\x48\x8b\x05"
@@ -242,21 +220,6 @@ def to_int32(value: int) -> int:
 def dirfd_text(value: int) -> str:
     fd = to_int32(value)
     return "AT_FDCWD" if fd == AT_FDCWD else str(fd)
-
-
-def open_flags(value: int) -> str:
-    """``O_WRONLY|O_CREAT|O_TRUNC``: the access mode, then the flag names, then leftover bits in hex."""
-    value &= 0xFFFFFFFF
-    access = value & O_ACCMODE
-    names = [ACCESS_MODES[access] if access < len(ACCESS_MODES) else str(access)]
-    rest = value & ~O_ACCMODE
-    for bits, name in OPEN_FLAGS:
-        if rest & bits == bits:
-            names.append(name)
-            rest &= ~bits
-    if rest:
-        names.append(f"{rest:#x}")
-    return "|".join(names)
 
 
 def open_flags_and_mode(flags: int, mode: int) -> str:

@@ -25,6 +25,7 @@ from .errors import (
     UtraceError,
 )
 from .handlers import Event, GetRegs, Handler, Plugin, register_handler
+from .syscalls import open_flags  # strace's rendering of open(2) flags, for plugins
 
 __version__ = "0.1.0"
 
@@ -49,6 +50,7 @@ __all__ = [
     "Event",
     "GetRegs",
     "register_handler",
+    "open_flags",
     "UtraceError",
     "UsageError",
     "ProcessGone",

@@ -15,6 +15,7 @@ from __future__ import annotations
 from ._table import SYSCALL_NAMES
 from .abi32 import i386_name
 from .capture import capture_entry, capture_exit, has_exit_capture, readers_for
+from .decoders import open_flags
 from .groups import GROUPS, SYSCALL_NUMBERS, parse_syscall_set
 from .record import SyscallRecord
 from .render import format_call, format_entry, format_raw, format_resumed
@@ -32,6 +33,7 @@ __all__ = [
     "format_resumed",
     "has_exit_capture",
     "i386_name",
+    "open_flags",
     "parse_syscall_set",
     "readers_for",
 ]
