@@ -16,6 +16,7 @@ from .handlers import GetRegs, Handler, Plugin, make_handler
 from .libcalls import LibraryCalls
 from .output import Output
 from .probes import parse_spec
+from .prototypes import load as load_prototypes
 from .symbols import AddressSpace
 from .syscalls import parse_syscall_set
 from .systrace import SysOptions, parse_inject
@@ -88,6 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="with no PROBE: only the library calls matching these globs (comma-separated; "
         "-GLOB or !GLOB excludes), e.g. -e 'mem*,str*,!strlen'; strace's -e trace=SET, -e status=failed "
         "and -e inject=SPEC are --syscalls, --syscall-status and --inject",
+    )
+    p.add_argument(
+        "-F",
+        dest="prototypes",
+        metavar="FILE",
+        action="append",
+        default=[],
+        help="with no PROBE: library-call prototypes in ltrace.conf syntax, besides the built-in ones "
+        "(e.g. -F /etc/ltrace.conf)",
     )
     p.add_argument(
         "-l",
@@ -310,6 +320,8 @@ def run(argv: Sequence[str]) -> int:
     strace_qualifiers(args)
     if args.calls_filter and (args.syscalls is not None or args.inject):
         parser.error("-e GLOB selects library calls when neither PROBEs nor system calls are traced")
+    if args.prototypes and (args.probes or args.plugin or args.syscalls is not None):
+        parser.error("-F gives library-call prototypes, for the no-probe mode (no PROBE, no -S)")
     if args.calls_filter and (args.probes or args.plugin):
         parser.error("-e selects library calls when no PROBE is given; it cannot be combined with probes")
     if args.duration is not None and args.duration <= 0:
@@ -331,7 +343,8 @@ def run(argv: Sequence[str]) -> int:
                 raise UsageError(f"{probe!r}: fetch arguments and -H handlers cannot be combined")
     sys_options = syscall_options(args)
     if plugin is None and not args.probes and sys_options is None and not args.plugin:
-        plugin = LibraryCalls(args.calls_filter)  # no probe: the ltrace default
+        # no probe: the ltrace default
+        plugin = LibraryCalls(args.calls_filter, load_prototypes(args.prototypes, args.strsize), args.strsize)
     handler_specs = [] if plugin else make_handlers(args)
     stream: Optional[IO[str]] = None
     if args.output:

@@ -1,6 +1,11 @@
 """``utrace -- ./app`` with no probe: the calls the executable makes into shared libraries, as
 ltrace shows them by default, one line per call: ``name(arg1, arg2, arg3) = retval``.
 
+Arguments and results are shown by the function's prototype (``prototypes.py``: a built-in table of
+common libc functions in ltrace.conf syntax, and ``-F FILE``), as ltrace does: ``strlen("abc") = 3``;
+a function without one shows four arguments and its result as ltrace does, small values in decimal
+and the others in hex.
+
 ltrace puts its breakpoints on the executable's PLT entries, so it sees nothing in binaries linked
 with ``-z now`` (no lazy PLT to trap) or with IBT PLTs (``.plt.sec``). utrace instead probes each
 imported function at its definition in the library that provides it, and keeps a hit only when the
@@ -11,10 +16,11 @@ however it reaches the function (PLT, GOT call, function pointer).
 from __future__ import annotations
 
 import fnmatch
-from typing import TYPE_CHECKING, List, Sequence
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence
 
 from .errors import UsageError, UtraceError
 from .handlers import Event, Plugin
+from .prototypes import Prototype, format_arguments, load
 
 if TYPE_CHECKING:
     from .engine import Tracer
@@ -38,12 +44,26 @@ def select(names: Sequence[str], patterns: Sequence[str]) -> List[str]:
     return [n for n in chosen if not any(fnmatch.fnmatchcase(n, g) for g in exclude)]
 
 
+def guess(value: int) -> str:
+    """A value of unknown type, as ltrace shows one: decimal when small, else hex."""
+    return str(value) if value < 0x10000 else f"{value:#x}"
+
+
 class LibraryCalls(Plugin):
     """Calls from the executable into its libraries, with three arguments and the return value."""
 
-    def __init__(self, patterns: Sequence[str] = ()) -> None:
+    NO_RETURN = frozenset({"exit", "_exit", "_Exit", "abort", "quick_exit", "longjmp", "siglongjmp"})
+
+    def __init__(
+        self,
+        patterns: Sequence[str] = (),
+        prototypes: Optional[Dict[str, Prototype]] = None,
+        strsize: int = 32,
+    ) -> None:
         self.patterns = list(patterns)
         self.names: List[str] = []
+        self.prototypes = load([]) if prototypes is None else prototypes
+        self.strsize = strsize
 
     def install(self, tracer: Tracer, targets: Sequence[str] = ()) -> None:
         proc = tracer.procs[tracer.leader]
@@ -69,10 +89,32 @@ class LibraryCalls(Plugin):
         if exe is None or not exe.contains(ret):
             event.want_return = False  # a call from inside a library: not the executable's
             return
-        regs = event.regs
-        event.data["args"] = (regs.rdi, regs.rsi, regs.rdx)
+        name = event.probe.name
+        proto = self.prototypes.get(name)
+        if proto is None:
+            regs = event.regs
+            args = ", ".join(map(guess, (regs.rdi, regs.rsi, regs.rdx, regs.rcx)))
+        else:
+            read = event.read_string
+            texts = [render(event.arg(i + 1), read) for i, render in enumerate(proto.args)]
+            if proto.format_at >= 0:  # printf's variable arguments, as its format announces them
+                fmt = read(event.arg(proto.format_at + 1), 4096)
+                texts += format_arguments(fmt, event.arg, len(proto.args) + 1, read, self.strsize)
+            args = ", ".join(texts)
+        if name in self.NO_RETURN:
+            event.want_return = False
+            self.output.line(f"{name}({args} <no return ...>")
+            return
+        event.data["args"] = args
 
     def on_return(self, event: Event) -> None:
-        a, b, c = event.data["args"]
+        name = event.probe.name
         value = event.retval or 0
-        self.output.line(f"{event.probe.name}({a:#x}, {b:#x}, {c:#x}) = {value:#x}")
+        proto = self.prototypes.get(name)
+        if proto is None:
+            result = guess(value)
+        elif proto.ret is None:
+            result = "<void>"
+        else:
+            result = proto.ret(value, event.read_string)
+        self.output.line(f"{name}({event.data['args']}) = {result}")
