@@ -212,3 +212,13 @@ def test_prototype_file_changes_how_calls_show(bind_now_ibt, utrace_cli, tmp_pat
     ]
     res = utrace_cli("-F", str(tmp_path / "missing.conf"), "--", bind_now_ibt, "3")
     assert res.returncode == 2 and "missing.conf" in res.stderr and len(res.stderr.splitlines()) == 1
+
+
+def test_prototype_enums_and_comments():
+    from utrace.prototypes import parse
+
+    protos = parse("int f(enum(A=1, B, C=7), octal);\t; a trailing comment\n; int g(int);\n")
+    assert set(protos) == {"f"}
+    shown = [render(v, lambda a, n: b"") for render, v in zip(protos["f"].args, (2, 0o644))]
+    assert shown == ["B", "0644"]
+    assert protos["f"].args[0](3, lambda a, n: b"") == "3"  # a value the enum does not name

@@ -8,8 +8,9 @@ The syntax is ltrace.conf's, the part of it that needs no struct layouts::
     void free(addr);
 
 Types: ``int uint long ulong short ushort char bool octal hex addr file string format void``;
-``string[N]`` reads at most N bytes. Anything else (``array(...)``, ``struct(...)``, ``enum(...)``,
-an output argument ``+T``, a type name this subset does not know) is shown as an address.
+``string[N]`` reads at most N bytes; ``enum(NAME=VALUE, NAME, ...)`` shows the name of a value.
+Anything else (``array(...)``, ``struct(...)``, an output argument ``+T``, a typedef'd name) is
+shown as an address.
 ``format`` is printf's format string; the variable arguments its conversions announce follow it
 (``printf("%s=%d\\n", "x", 3)``), up to the first floating-point one (those are in xmm registers).
 A built-in table covers common libc functions; ``-F FILE`` adds more (an ltrace.conf works: what
@@ -57,7 +58,8 @@ int access(string, int); int chdir(string); string getcwd(addr, ulong);
 int isatty(int); int getpid(); int getppid(); int getuid(); int geteuid();
 uint sleep(uint); int usleep(uint); long time(addr);
 void exit(int); void _exit(int); void abort(); int atexit(addr);
-string setlocale(int, string); string bindtextdomain(string, string); string textdomain(string);
+string setlocale(enum(LC_CTYPE=0,LC_NUMERIC,LC_TIME,LC_COLLATE,LC_MONETARY,LC_MESSAGES,LC_ALL), string);
+string bindtextdomain(string, string); string textdomain(string);
 string dcgettext(string, string, int); string gettext(string);
 int getopt(int, addr, string); int getopt_long(int, addr, string, addr, addr);
 addr opendir(string); addr readdir(addr); int closedir(addr);
@@ -181,11 +183,31 @@ _SCALARS: Dict[str, Render] = {
 _DECL = re.compile(r"^\s*(?P<ret>[^\s(]+(?:\[[^\]]*\])?)\s+(?P<name>[A-Za-z_]\w*)\s*\((?P<args>.*)\)\s*$")
 
 
+def _enum(body: str) -> Render:
+    """``enum(A=1, B, C=5)``: B is 2, as in C."""
+    names: Dict[int, str] = {}
+    value = -1
+    for item in body.split(","):
+        name, equals, number = item.strip().partition("=")
+        value = int(number, 0) if equals else value + 1
+        names.setdefault(value, name.strip())
+
+    def render(value: int, read: Callable[[int, int], bytes]) -> str:
+        value &= 0xFFFFFFFF
+        value = value - (1 << 32) if value >> 31 else value
+        return names.get(value, str(value))
+
+    return render
+
+
 def _type(text: str, strsize: int) -> Optional[Render]:
     """A renderer for one ltrace.conf type (None for void)."""
     text = text.strip()
     if text == "void":
         return None
+    m = re.fullmatch(r"enum\((.*)\)", text)
+    if m:
+        return _enum(m.group(1))
     m = re.fullmatch(r"(string|format)(?:\[(\d+)\])?", text)
     if m:
         return _string(min(int(m.group(2)), strsize) if m.group(2) else strsize)
