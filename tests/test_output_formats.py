@@ -222,3 +222,19 @@ def test_prototype_enums_and_comments():
     shown = [render(v, lambda a, n: b"") for render, v in zip(protos["f"].args, (2, 0o644))]
     assert shown == ["B", "0644"]
     assert protos["f"].args[0](3, lambda a, n: b"") == "3"  # a value the enum does not name
+
+
+def test_no_probe_calls_in_json_and_summary(bind_now_ibt, utrace_cli, tmp_path):
+    """Regression: the library-call lines were text inside --json output, and -c counted nothing."""
+    out = tmp_path / "calls.json"
+    res = utrace_cli("--json", "-e", "malloc,strlen", "-o", str(out), "--", bind_now_ibt, "4")
+    assert res.returncode == 0, res.stderr
+    objs = [json.loads(ln) for ln in out.read_text().splitlines()]
+    assert [(o["event"], o["type"], o["ret"]) for o in objs if o["event"] == "strlen"] == [
+        ("strlen", "call", i % 16) for i in range(4)
+    ]
+    assert all(o["text"].startswith(o["event"] + "(") and o["duration_ns"] > 0 for o in objs)
+    res = utrace_cli("-c", "-e", "malloc,strlen", "-o", str(out), "--", bind_now_ibt, "4")
+    rows = {ln.split()[0]: ln.split()[1] for ln in out.read_text().splitlines() if ln[:1].isalpha()}
+    rows = {name: int(count) for name, count in rows.items() if count.isdigit()}  # not the heading
+    assert (rows["malloc"], rows["strlen"], rows["total"]) == (4, 4, 8)

@@ -103,7 +103,7 @@ class LibraryCalls(Plugin):
             args = ", ".join(texts)
         if name in self.NO_RETURN:
             event.want_return = False
-            self.output.line(f"{name}({args} <no return ...>")
+            self._emit(event, f"{name}({args} <no return ...>", None)
             return
         event.data["args"] = args
 
@@ -117,4 +117,15 @@ class LibraryCalls(Plugin):
             result = "<void>"
         else:
             result = proto.ret(value, event.read_string)
-        self.output.line(f"{name}({event.data['args']}) = {result}")
+        self._emit(event, f"{name}({event.data['args']}) = {result}", value)
+
+    def _emit(self, event: Event, line: str, value: Optional[int]) -> None:
+        """The ltrace line; with --json, -c, --hist or chrome, a record of the call (its line in
+        ``text``, ``ret``, the duration of a returned call), so -c counts calls as ltrace -c does."""
+        out = self.output
+        if out.fmt == "text":
+            out.line(line)
+            return
+        rec = out.record(event, [])
+        rec.kind, rec.extra = "call", {"text": line, "ret": value}
+        out.emit(rec)
