@@ -24,7 +24,7 @@ from utrace.systrace import SyscallHandler, SysOptions
 from .conftest import SAMPLE_BUILDS
 from .test_syscall_decode import ENV, assert_same_trace, normalize, run_strace
 from .test_syscall_decode import strace as strace_fixture
-from .test_systrace import run_utrace
+from .test_systrace import run_utrace, signal_lines
 
 SAMPLE_BUILDS["sys_ring"] = (["sys_ring.c"], ["-O1", "-g", "-mno-red-zone"])
 
@@ -79,9 +79,11 @@ def test_one_stop_trace_matches_strace(strace_path, sample, workdir, mode):
     a SIGALRM interrupts and the kernel restarts (SA_RESTART), pause() ended by a handler."""
     exe = sample("sys_ring")
     argv = [exe, mode] + (["300"] if mode == "loop" else [])
-    theirs = normalize(run_strace(strace_path, argv, ENV, workdir, []))
-    ours = normalize(run_utrace(argv, workdir, ["-S"]))
+    theirs_raw = run_strace(strace_path, argv, ENV, workdir, [])
+    ours_raw = run_utrace(argv, workdir, ["-S"])
+    theirs, ours = normalize(theirs_raw), normalize(ours_raw)
     assert_same_trace(theirs, ours)
+    assert signal_lines(ours_raw) == signal_lines(theirs_raw)
     if mode == "restart":
         assert any("ERESTARTSYS" in ln for ln in ours) and 'write(4, "y", 1) = 1' in ours
     if mode == "pause":

@@ -44,8 +44,11 @@ from .syscalls import (
     readers_for,
 )
 from .syscalls.abi32 import widen, x86_64_twin
+from .syscalls.decoders import show_siginfo
 from .syscalls.fmt import quote_cstring
+from .syscalls.fmt import signal as fmt_signal
 from .syscalls.signatures import argument_names
+from .syscalls.structs import parse_siginfo
 
 if TYPE_CHECKING:
     from .engine import Process, Thread
@@ -531,14 +534,10 @@ class SyscallTracer:
         return fd_path
 
     def signal_line(self, thread: Thread, sig: int, info: kernel.siginfo_t) -> None:
-        import signal as signal_mod
-
-        try:
-            name = signal_mod.Signals(sig).name
-        except ValueError:
-            name = f"SIG{sig}"
-        text = (f"--- {name} {{si_signo={name}, si_code={info.si_code}, si_pid={info.si_pid}, "
-                f"si_uid={info.si_uid}}} ---")  # fmt: skip
+        """``--- SIGCHLD {si_signo=SIGCHLD, si_code=CLD_EXITED, si_pid=42, ...} ---``, as strace."""
+        si = parse_siginfo(bytes(info))
+        assert si is not None  # a 128-byte siginfo always parses
+        text = f"--- {fmt_signal(sig)} {show_siginfo(si)} ---"
         self._line(thread.tid, text, thread, "signal")
 
     def exit_line(self, thread: Thread, status: int) -> None:

@@ -1048,27 +1048,43 @@ def d_gids(mem_attr: str) -> Decoder:
     return decode
 
 
+# si_code values the kernel gives per signal (<asm-generic/siginfo.h>), 1-based
+_SIGNAL_CODES = {
+    17: "CLD_EXITED CLD_KILLED CLD_DUMPED CLD_TRAPPED CLD_STOPPED CLD_CONTINUED",  # SIGCHLD
+    11: "SEGV_MAPERR SEGV_ACCERR SEGV_BNDERR SEGV_PKUERR SEGV_ACCADI SEGV_ADIDERR SEGV_ADIPERR",  # SIGSEGV
+    7: "BUS_ADRALN BUS_ADRERR BUS_OBJERR BUS_MCEERR_AR BUS_MCEERR_AO",  # SIGBUS
+    4: "ILL_ILLOPC ILL_ILLOPN ILL_ILLADR ILL_ILLTRP ILL_PRVOPC ILL_PRVREG ILL_COPROC ILL_BADSTK",  # SIGILL
+    8: "FPE_INTDIV FPE_INTOVF FPE_FLTDIV FPE_FLTOVF FPE_FLTUND FPE_FLTRES FPE_FLTINV FPE_FLTSUB",  # SIGFPE
+    5: "TRAP_BRKPT TRAP_TRACE TRAP_BRANCH TRAP_HWBKPT",  # SIGTRAP
+    29: "POLL_IN POLL_OUT POLL_MSG POLL_ERR POLL_PRI POLL_HUP",  # SIGIO
+    31: "SYS_SECCOMP SYS_USER_DISPATCH",  # SIGSYS
+}
+_FAULTS = frozenset({4, 5, 7, 8, 11})  # SIGILL SIGTRAP SIGBUS SIGFPE SIGSEGV: si_addr
+
+
+def _ticks(value: int) -> str:
+    """Clock ticks as strace shows them: ``1 /* 0.01 s */`` (USER_HZ is 100)."""
+    return f"{value} /* {value // 100}.{value % 100:02d} s */" if value else "0"
+
+
 def show_siginfo(si: S.Siginfo) -> str:
+    """strace's rendering of a siginfo (printsiginfo): the sender of a user signal, the child of a
+    SIGCHLD, the address of a fault; nothing more for other signals from the kernel."""
     fields = [f"si_signo={fmt.signal(si.signo)}"]
-    if si.signo == 17:  # SIGCHLD
-        code = {
-            1: "CLD_EXITED",
-            2: "CLD_KILLED",
-            3: "CLD_DUMPED",
-            4: "CLD_TRAPPED",
-            5: "CLD_STOPPED",
-            6: "CLD_CONTINUED",
-        }.get(si.code, str(si.code))
-        status = str(si.status) if si.code == 1 else fmt.signal(si.status)
-        return fmt.struct(
-            fields + [f"si_code={code}", f"si_pid={si.pid}", f"si_uid={si.uid}", f"si_status={status}"],
-            more=True,
-        )
-    code = xlat.SI_CODES.get(si.code) or str(si.code)
-    fields.append(f"si_code={code}")
-    if si.code <= 0:
-        fields += [f"si_pid={si.pid}", f"si_uid={si.uid}"]
+    names = _SIGNAL_CODES.get(si.signo, "").split()
+    if 0 < si.code <= len(names):
+        code = names[si.code - 1]
     else:
+        code = xlat.SI_CODES.get(si.code) or str(si.code)
+    fields.append(f"si_code={code}")
+    if si.code <= 0:  # from a process (kill, tgkill, sigqueue)
+        if si.code in (0, -1, -3, -6):  # SI_USER, SI_QUEUE, SI_MESGQ, SI_TKILL
+            fields += [f"si_pid={si.pid}", f"si_uid={si.uid}"]
+    elif si.signo == 17 and si.code <= 6:
+        status = str(si.status) if si.code == 1 else fmt.signal(si.status)
+        fields += [f"si_pid={si.pid}", f"si_uid={si.uid}", f"si_status={status}"]
+        fields += [f"si_utime={_ticks(si.utime)}", f"si_stime={_ticks(si.stime)}"]
+    elif si.signo in _FAULTS:
         fields.append(f"si_addr={fmt.pointer(si.addr)}")
     return fmt.struct(fields)
 

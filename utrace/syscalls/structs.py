@@ -393,6 +393,8 @@ class Siginfo(NamedTuple):
     uid: int
     status: int
     addr: int
+    utime: int = 0  # SIGCHLD: clock ticks
+    stime: int = 0
 
 
 def parse_siginfo(data: bytes) -> Optional[Siginfo]:
@@ -400,7 +402,8 @@ def parse_siginfo(data: bytes) -> Optional[Siginfo]:
     if v is None:
         return None
     addr = struct.unpack_from("<Q", data, 16)[0]
-    return Siginfo(v[0], v[1], v[2], v[3], v[4], v[5], addr)
+    utime, stime = struct.unpack_from("<qq", data, 32) if len(data) >= 48 else (0, 0)
+    return Siginfo(v[0], v[1], v[2], v[3], v[4], v[5], addr, utime, stime)
 
 
 class StackT(NamedTuple):
