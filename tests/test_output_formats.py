@@ -219,9 +219,9 @@ def test_prototype_enums_and_comments():
 
     protos = parse("int f(enum(A=1, B, C=7), octal);\t; a trailing comment\n; int g(int);\n")
     assert set(protos) == {"f"}
-    shown = [render(v, lambda a, n: b"") for render, v in zip(protos["f"].args, (2, 0o644))]
+    shown = [arg.render(v, lambda a, n: b"") for arg, v in zip(protos["f"].args, (2, 0o644))]
     assert shown == ["B", "0644"]
-    assert protos["f"].args[0](3, lambda a, n: b"") == "3"  # a value the enum does not name
+    assert protos["f"].args[0].render(3, lambda a, n: b"") == "3"  # a value the enum does not name
 
 
 def test_no_probe_calls_in_json_and_summary(bind_now_ibt, utrace_cli, tmp_path):
@@ -238,3 +238,18 @@ def test_no_probe_calls_in_json_and_summary(bind_now_ibt, utrace_cli, tmp_path):
     rows = {ln.split()[0]: ln.split()[1] for ln in out.read_text().splitlines() if ln[:1].isalpha()}
     rows = {name: int(count) for name, count in rows.items() if count.isdigit()}  # not the heading
     assert (rows["malloc"], rows["strlen"], rows["total"]) == (4, 4, 8)
+
+
+def test_output_arguments_show_what_the_function_wrote(sample, utrace_cli, tmp_path):
+    """+string[retval]: read()'s buffer at its return, as many bytes as it read; string[arg3]:
+    write()'s buffer at its entry, as many as it was given (dd copying 8 bytes of a file)."""
+    data = tmp_path / "in.txt"
+    data.write_bytes(b"one\ntwo\x01\n")
+    out = tmp_path / "calls"
+    dd = ["/bin/dd", f"if={data}", "bs=8", "count=1", "status=none"]
+    res = utrace_cli("-e", "read,write", "-o", str(out), "--", *dd)
+    assert res.returncode == 0 and res.stdout == "one\ntwo\x01", res.stderr
+    assert out.read_text().splitlines() == [
+        'read(0, "one\\ntwo\\001", 8) = 8',
+        'write(1, "one\\ntwo\\001", 8) = 8',
+    ]

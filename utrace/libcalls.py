@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Sequence
 
 from .errors import UsageError, UtraceError
 from .handlers import Event, Plugin
-from .prototypes import Prototype, format_arguments, load
+from .prototypes import Prototype, format_arguments, load, sized_string
 
 if TYPE_CHECKING:
     from .engine import Tracer
@@ -42,6 +42,10 @@ def select(names: Sequence[str], patterns: Sequence[str]) -> List[str]:
                 include.append(part.lstrip("+"))
     chosen = [n for n in names if not include or any(fnmatch.fnmatchcase(n, g) for g in include)]
     return [n for n in chosen if not any(fnmatch.fnmatchcase(n, g) for g in exclude)]
+
+
+def _signed(value: int) -> int:
+    return value - (1 << 64) if value >> 63 else value
 
 
 def guess(value: int) -> str:
@@ -96,11 +100,14 @@ class LibraryCalls(Plugin):
             args = ", ".join(map(guess, (regs.rdi, regs.rsi, regs.rdx, regs.rcx)))
         else:
             read = event.read_string
-            texts = [render(event.arg(i + 1), read) for i, render in enumerate(proto.args)]
+            raw = [event.arg(i + 1) for i in range(len(proto.args))]
+            texts = [self._entry_text(event, proto, raw, i) for i in range(len(raw))]
             if proto.format_at >= 0:  # printf's variable arguments, as its format announces them
                 fmt = read(event.arg(proto.format_at + 1), 4096)
                 texts += format_arguments(fmt, event.arg, len(proto.args) + 1, read, self.strsize)
-            args = ", ".join(texts)
+            if proto.at_return:
+                event.data["raw"], event.data["texts"] = raw, texts
+            args = ", ".join(t or "" for t in texts)
         if name in self.NO_RETURN:
             event.want_return = False
             self._emit(event, f"{name}({args} <no return ...>", None)
@@ -111,13 +118,36 @@ class LibraryCalls(Plugin):
         name = event.probe.name
         value = event.retval or 0
         proto = self.prototypes.get(name)
+        args = event.data["args"]
         if proto is None:
             result = guess(value)
-        elif proto.ret is None:
-            result = "<void>"
         else:
-            result = proto.ret(value, event.read_string)
-        self._emit(event, f"{name}({event.data['args']}) = {result}", value)
+            result = "<void>" if proto.ret is None else proto.ret(value, event.read_string)
+            if proto.at_return:  # the arguments the function wrote
+                args = ", ".join(self._return_texts(event, proto, value))
+        self._emit(event, f"{name}({args}) = {result}", value)
+
+    def _entry_text(self, event: Event, proto: Prototype, raw: List[int], i: int) -> Optional[str]:
+        """Argument ``i`` as shown at the entry, or None when it is known only at the return."""
+        arg = proto.args[i]
+        if arg.output or arg.size_from == "retval":
+            return None
+        return self._render(event, proto, raw, i, None)
+
+    def _return_texts(self, event: Event, proto: Prototype, retval: int) -> List[str]:
+        raw, texts = event.data["raw"], event.data["texts"]
+        return [self._render(event, proto, raw, i, retval) if t is None else t for i, t in enumerate(texts)]
+
+    def _render(self, event: Event, proto: Prototype, raw: List[int], i: int, retval: Optional[int]) -> str:
+        arg = proto.args[i]
+        if arg.size_from is None:
+            return arg.render(raw[i], event.read_string)
+        if arg.size_from == "retval":
+            length = _signed(retval or 0)
+        else:  # argN
+            n = int(arg.size_from[3:])
+            length = _signed(raw[n - 1]) if 0 < n <= len(raw) else 0
+        return sized_string(raw[i], length, event.read, self.strsize)
 
     def _emit(self, event: Event, line: str, value: Optional[int]) -> None:
         """The ltrace line; with --json, -c, --hist or chrome, a record of the call (its line in

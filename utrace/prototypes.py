@@ -8,9 +8,10 @@ The syntax is ltrace.conf's, the part of it that needs no struct layouts::
     void free(addr);
 
 Types: ``int uint long ulong short ushort char bool octal hex addr file string format void``;
-``string[N]`` reads at most N bytes; ``enum(NAME=VALUE, NAME, ...)`` shows the name of a value.
-Anything else (``array(...)``, ``struct(...)``, an output argument ``+T``, a typedef'd name) is
-shown as an address.
+``string[N]`` reads at most N bytes, ``string[retval]`` and ``string[argN]`` as many as the result
+or argument N says; ``+T`` is an output argument, shown at the return (``long read(int,
++string[retval], ulong)`` shows what was read); ``enum(NAME=VALUE, NAME, ...)`` shows the name of a
+value. Anything else (``array(...)``, ``struct(...)``, a typedef'd name) is shown as an address.
 ``format`` is printf's format string; the variable arguments its conversions announce follow it
 (``printf("%s=%d\\n", "x", 3)``), up to the first floating-point one (those are in xmm registers).
 A built-in table covers common libc functions; ``-F FILE`` adds more (an ltrace.conf works: what
@@ -50,11 +51,11 @@ int printf(format); int fprintf(file, format); int sprintf(addr, format);
 int snprintf(addr, ulong, format); int dprintf(int, format);
 file fopen(string, string); file fdopen(int, string); int fclose(file); int fflush(file);
 ulong fread(addr, ulong, ulong, file); ulong fwrite(addr, ulong, ulong, file);
-string fgets(addr, int, file); int fgetc(file); int getc(file); int feof(file); int fileno(file);
+string fgets(+string, int, file); int fgetc(file); int getc(file); int feof(file); int fileno(file);
 int open(string, int, octal); int open64(string, int, octal); int openat(int, string, int, octal);
-int close(int); long read(int, addr, ulong); long write(int, addr, ulong);
+int close(int); long read(int, +string[retval], ulong); long write(int, string[arg3], ulong);
 long lseek(int, long, int); int unlink(string); int mkdir(string, octal); int rmdir(string);
-int access(string, int); int chdir(string); string getcwd(addr, ulong);
+int access(string, int); int chdir(string); string getcwd(+string, ulong);
 int isatty(int); int getpid(); int getppid(); int getuid(); int geteuid();
 uint sleep(uint); int usleep(uint); long time(addr);
 void exit(int); void _exit(int); void abort(); int atexit(addr);
@@ -77,11 +78,45 @@ Render = Callable[[int, Callable[[int, int], bytes]], str]
 
 
 @dataclass(frozen=True)
+class Arg:
+    render: Render
+    output: bool = False  # +T: the function writes it; shown at the return
+    size_from: Optional[str] = None  # string[retval] / string[argN]: its length
+
+
+@dataclass(frozen=True)
 class Prototype:
     name: str
     ret: Optional[Render]  # None: void
-    args: Tuple[Render, ...]
+    args: Tuple[Arg, ...]
     format_at: int = -1  # the index of a printf format argument: variable arguments follow it
+
+    @property
+    def at_return(self) -> bool:
+        """Whether an argument can only be shown once the function has returned."""
+        return any(a.output or a.size_from == "retval" for a in self.args)
+
+
+def sized_string(value: int, length: int, read: Callable[[int, int], bytes], strsize: int) -> str:
+    """A buffer of ``length`` bytes as a string, cut at ``strsize`` (``"..."`` after it)."""
+    if not value:
+        return "nil"
+    if length < 0:
+        return f"{value:#x}"  # the call failed: nothing was written
+    try:
+        data = read(value, min(length, strsize))
+    except OSError:
+        return f"{value:#x}"
+    return f'"{escape(data)}"' + ("..." if length > strsize else "")
+
+
+def _arg(text: str, strsize: int) -> Arg:
+    output = text.startswith("+")
+    text = text[1:].strip() if output else text
+    sized = re.fullmatch(r"string\[(retval|arg\d+)\]", text)
+    if sized:
+        return Arg(_addr, output, sized.group(1))
+    return Arg(_type(text, strsize) or _addr, output)
 
 
 # printf conversions: flags, width, precision, length, conversion
@@ -246,7 +281,7 @@ def parse(text: str, strsize: int = 32) -> Dict[str, Prototype]:
                 continue
             args = [] if m.group("args").strip() in ("", "void") else _split_args(m.group("args"))
             args = [a for a in args if a != "..."]
-            renders = tuple(_type(a, strsize) or _addr for a in args)
+            renders = tuple(_arg(a, strsize) for a in args)
             at = next((i for i, a in enumerate(args) if a.startswith("format")), -1)
             found[m.group("name")] = Prototype(m.group("name"), _type(m.group("ret"), strsize), renders, at)
     return found
