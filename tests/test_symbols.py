@@ -565,6 +565,8 @@ def test_cxx_names_in_definitions_errors_listing_and_stacks(sample, utrace_cli) 
     assert "'app::scale(int)'" in res.stderr and "'app::scale(double)'" in res.stderr
     res = utrace_cli("app::scael(int)", "--", exe, "4")
     assert res.returncode == 2 and "did you mean: app::scale" in res.stderr
+    res = utrace_cli("(anonymous namespace)::hidden", "--", exe, "4")  # suggested as demangled
+    assert res.returncode == 2 and "did you mean: app::(anonymous namespace)::hidden?" in res.stderr
     res = utrace_cli("-l", "cxx_names:app::*", "--", exe)
     assert res.stdout.splitlines() == [
         "cxx_names:app::(anonymous namespace)::hidden(long)",

@@ -500,15 +500,27 @@ class ElfFile:
             s for s in self._symbols if s.name.startswith("_Z") and s.value and s.type in ("FUNC", "IFUNC")
         ]
         index: dict[str, list[tuple[str, Symbol]]] = {}
+        names: dict[str, str] = {}
+        signatures: dict[str, str] = {}
         for sym, text in zip(mangled, demangle([s.name for s in mangled])):
             if text is not None:
                 name, signature = cxx_signature(text)
                 index.setdefault(name, []).append((signature, sym))
+                names.setdefault(name, cxx_parts(text)[0])
+                signatures.setdefault(signature, without_return_type(text))
+        self._cxx_shown = (names, signatures)
         return index
 
-    def cxx_names(self) -> list[str]:
-        """The demangled function names (without parameters), for 'did you mean' suggestions."""
-        return list(self._cxx_functions)
+    def cxx_names(self) -> dict[str, str]:
+        """The demangled function names without parameters: spaces removed -> as demangled
+        (``app::(anonymous namespace)::f``), for 'did you mean' suggestions."""
+        self._cxx_functions  # noqa: B018 - fills _cxx_shown
+        return self._cxx_shown[0]
+
+    def cxx_shown(self, signature: str) -> str:
+        """A signature (spaces removed, as cxx_lookup gives it) as demangled: ``f(int const&)``."""
+        self._cxx_functions  # noqa: B018 - fills _cxx_shown
+        return self._cxx_shown[1].get(signature, signature)
 
     def cxx_lookup(self, target: str) -> list[tuple[str, Symbol]]:
         """The C++ functions ``target`` names: ``ns::f`` (every overload) or ``ns::f(int)`` (that one),
@@ -688,6 +700,14 @@ def cxx_function_name(text: str) -> str:
 def cxx_signature(text: str) -> tuple[str, str]:
     """(name, name with its parameter list and qualifiers), spaces removed, return type dropped:
     ``double app::twice<double>(double)`` -> (``app::twice<double>``, ``app::twice<double>(double)``)."""
+    name, tail = cxx_parts(text)
+    name = name.replace(" ", "")
+    return name, name + tail.replace(" ", "")
+
+
+def cxx_parts(text: str) -> tuple[str, str]:
+    """(the name, its parameter list and qualifiers), return type dropped, spaces kept:
+    ``int app::scale(int) const`` -> (``app::scale``, ``(int) const``)."""
     text = text.strip()
     head, tail = text, ""
     stripped = re.sub(r"\)[\s]*(?:(?:const|volatile|&&|&)\s*)*$", ")", text)
@@ -703,8 +723,7 @@ def cxx_signature(text: str) -> tuple[str, str]:
         depth += {"<": 1, "(": 1, ">": -1, ")": -1}.get(ch, 0)
         if ch == " " and depth == 0:
             start = i + 1
-    name = head[start:].replace(" ", "")
-    return name, name + tail.replace(" ", "")
+    return head[start:], tail
 
 
 def load_elf(path: str) -> ElfFile:
@@ -1139,7 +1158,7 @@ class AddressSpace:
             if not found:
                 continue
             if len(found) > 1:
-                choices = ", ".join(f"'{text}'" for text, _ in found)
+                choices = ", ".join(f"'{module.elf.cxx_shown(text)}'" for text, _ in found)
                 raise UsageError(f"{target!r} names {len(found)} functions in {module.name}: {choices}; "
                                  "give one with its parameter list")  # fmt: skip
             _, sym = found[0]
@@ -1148,8 +1167,9 @@ class AddressSpace:
                                       f"(size {sym.size:#x})")  # fmt: skip
             start = module.bias + sym.value
             return Location(start + offset, module, sym.name, offset, start, sym.type == "IFUNC")
-        pool = sorted({n for m in modules for n in m.elf.cxx_names()})
-        suggestions = difflib.get_close_matches(cxx_function_name(name), pool, n=5)
+        shown = {key: text for m in modules for key, text in m.elf.cxx_names().items()}
+        matches = difflib.get_close_matches(cxx_function_name(name), sorted(shown), n=5)
+        suggestions = [shown[m] for m in matches]
         raise SymbolNotFound(name, modules[0].name if qualified and modules else None, suggestions)
 
 
