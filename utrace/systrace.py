@@ -236,11 +236,12 @@ class SyscallTracer:
         return self.opts.numbers is None or nr in self.opts.numbers
 
     def _capture_entry(self, proc: Process, nr: int, args: tuple, sp: int) -> List[Tuple[int, bytes]]:
+        """The memory call ``nr`` (x86-64's number) reads, as its entry finds it."""
         readers = self._readers.get(proc.pid)
         if readers is None or readers[0] is not proc.mem:  # a new process, or a new image after exec
             readers = self._readers[proc.pid] = (proc.mem, *readers_for(proc.mem))
         try:
-            return list(capture_entry(nr, args, readers[1], readers[2], sp=sp))
+            return capture_entry(nr, args, readers[1], readers[2], sp=sp)
         except OSError:
             return []
 
@@ -265,14 +266,8 @@ class SyscallTracer:
             copied = [] if twin is None else self._capture_entry(proc, twin[0], args, sp)
             rec = SyscallRecord(proc.pid, thread.tid, nr, name, args, time.monotonic(), copied, abi="i386")
         else:
-            readers = self._readers.get(proc.pid)
-            if readers is None or readers[0] is not proc.mem:  # a new process, or a new image after exec
-                readers = self._readers[proc.pid] = (proc.mem, *readers_for(proc.mem))
-            try:
-                copied = capture_entry(nr, args, readers[1], readers[2], sp=sp)
-            except OSError:
-                copied = []
             name = SYSCALL_NAMES.get(nr) or f"syscall_{nr:#x}"
+            copied = self._capture_entry(proc, nr, args, sp)
             rec = SyscallRecord(proc.pid, thread.tid, nr, name, args, time.monotonic(), copied)
         thread.sys_rec = rec
         thread.sys_inject = None
@@ -329,13 +324,16 @@ class SyscallTracer:
             regs = kernel.ptrace_getregs(thread.tid, thread.regs)
             regs.rax = rval & 0xFFFFFFFFFFFFFFFF
             kernel.ptrace_setregs(thread.tid, regs)
-        elif (rec.abi is None or x86_64_twin(rec.name)) and not rec.name.startswith("rt_sigreturn"):
-            read, read_string = readers_for(thread.process.mem)
-            nr = rec.nr if rec.abi is None else x86_64_twin(rec.name)[0]  # type: ignore[index]
-            try:
-                rec.copy_to_user = list(capture_exit(nr, rec.args, rval, read, read_string))
-            except OSError:
-                rec.copy_to_user = []
+        elif not rec.name.startswith("rt_sigreturn"):
+            # an i386 call is captured as its x86-64 twin, or not at all (shown raw)
+            twin = None if rec.abi is None else x86_64_twin(rec.name)
+            nr = rec.nr if rec.abi is None else None if twin is None else twin[0]
+            if nr is not None:
+                read, read_string = readers_for(thread.process.mem)
+                try:
+                    rec.copy_to_user = list(capture_exit(nr, rec.args, rval, read, read_string))
+                except OSError:
+                    rec.copy_to_user = []
         rec.ret = rval
         if self.opts.handler is not None:
             new = self.opts.handler.on_exit(rec)
