@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Sequence
 from .errors import UsageError, UtraceError
 from .handlers import Event, Plugin
 from .prototypes import Prototype, format_arguments, load, sized_string
+from .syscalls.fmt import s64
 
 if TYPE_CHECKING:
     from .engine import Tracer
@@ -42,10 +43,6 @@ def select(names: Sequence[str], patterns: Sequence[str]) -> List[str]:
                 include.append(part.lstrip("+"))
     chosen = [n for n in names if not include or any(fnmatch.fnmatchcase(n, g) for g in include)]
     return [n for n in chosen if not any(fnmatch.fnmatchcase(n, g) for g in exclude)]
-
-
-def _signed(value: int) -> int:
-    return value - (1 << 64) if value >> 63 else value
 
 
 def guess(value: int) -> str:
@@ -103,7 +100,7 @@ class LibraryCalls(Plugin):
             raw = [event.arg(i + 1) for i in range(len(proto.args))]
             texts = [self._entry_text(event, proto, raw, i) for i in range(len(raw))]
             if proto.format_at >= 0:  # printf's variable arguments, as its format announces them
-                fmt = read(event.arg(proto.format_at + 1), 4096)
+                fmt = read(raw[proto.format_at], 4096)
                 texts += format_arguments(fmt, event.arg, len(proto.args) + 1, read, self.strsize)
             if proto.at_return:
                 event.data["raw"], event.data["texts"] = raw, texts
@@ -143,10 +140,10 @@ class LibraryCalls(Plugin):
         if arg.size_from is None:
             return arg.render(raw[i], event.read_string)
         if arg.size_from == "retval":
-            length = _signed(retval or 0)
+            length = s64(retval or 0)
         else:  # argN
             n = int(arg.size_from[3:])
-            length = _signed(raw[n - 1]) if 0 < n <= len(raw) else 0
+            length = s64(raw[n - 1]) if 0 < n <= len(raw) else 0
         return sized_string(raw[i], length, event.read, self.strsize)
 
     def _emit(self, event: Event, line: str, value: Optional[int]) -> None:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from .errors import UsageError
+from .syscalls.fmt import s32
 
 BUILTIN = """
 int strlen(string); int strnlen(string, ulong);
@@ -228,8 +229,7 @@ def _enum(body: str) -> Render:
         names.setdefault(value, name.strip())
 
     def render(value: int, read: Callable[[int, int], bytes]) -> str:
-        value &= 0xFFFFFFFF
-        value = value - (1 << 32) if value >> 31 else value
+        value = s32(value)
         return names.get(value, str(value))
 
     return render

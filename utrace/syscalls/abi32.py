@@ -15,6 +15,7 @@ from typing import Optional, Tuple
 
 from ._table import SYSCALL_NAMES
 from ._table32 import I386_SYSCALL_NAMES, UNIFIED_FROM
+from .fmt import s32
 from .groups import SYSCALL_NUMBERS
 from .signatures import prototype
 
@@ -50,10 +51,7 @@ def x86_64_twin(name: str) -> Optional[Tuple[int, Tuple[bool, ...]]]:
 
 def widen(args: Tuple[int, ...], signed: Tuple[bool, ...]) -> Tuple[int, ...]:
     """32-bit arguments as the x86-64 decoders expect them: signed ones sign-extended to 64 bits."""
-    out = []
-    for i, value in enumerate(args):
-        value &= 0xFFFFFFFF
-        if i < len(signed) and signed[i] and value >> 31:
-            value = (value - (1 << 32)) & 0xFFFFFFFFFFFFFFFF
-        out.append(value)
-    return tuple(out)
+    return tuple(
+        s32(value) & 0xFFFFFFFFFFFFFFFF if i < len(signed) and signed[i] else value & 0xFFFFFFFF
+        for i, value in enumerate(args)
+    )
