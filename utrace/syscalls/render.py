@@ -308,7 +308,7 @@ def format_call(
     give ``entry_fd_path`` as a lookup of that moment (a snapshot taken at entry) to match it.
     """
     if rec.abi is not None and x86_64_twin(rec.name) is None:
-        return _compat_call(rec)
+        return f"{rec.name}({_compat_args(rec)}) = {_compat_result(rec)}"
     plan = _PLANS.get(rec.name) or plan_for(rec)
     steps = plan.fast
     if steps is None or fd_path is not None or entry_fd_path is not None:
@@ -365,7 +365,7 @@ def format_entry(rec: SyscallRecord, strsize: int = 32, fd_path: Optional[FdPath
     The caller appends `` <unfinished ...>``.
     """
     if rec.abi is not None and x86_64_twin(rec.name) is None:
-        return _compat_call(rec).split(") = ", 1)[0]
+        return f"{rec.name}({_compat_args(rec)}"
     plan = _PLANS.get(rec.name) or plan_for(rec)
     texts, k = _texts(RenderCtx(rec, strsize, fd_path), plan)
     head = ", ".join(texts[:k])
@@ -375,7 +375,7 @@ def format_entry(rec: SyscallRecord, strsize: int = 32, fd_path: Optional[FdPath
 def format_resumed(rec: SyscallRecord, strsize: int = 32, fd_path: Optional[FdPath] = None) -> str:
     """The rest of the call once it returned: ``<... read resumed>"data"..., 4096) = 10``."""
     if rec.abi is not None and x86_64_twin(rec.name) is None:
-        return f"<... {rec.name} resumed>) = " + _compat_call(rec).rsplit(") = ", 1)[1]
+        return f"<... {rec.name} resumed>) = {_compat_result(rec)}"
     plan = _PLANS.get(rec.name) or plan_for(rec)
     c = RenderCtx(rec, strsize, fd_path)
     texts, k = _texts(c, plan)
@@ -394,16 +394,19 @@ def _raw_ret(ret: Optional[int]) -> str:
     return f"-{-ret:x}" if ret < 0 else f"{ret:x}"
 
 
-def _compat_call(rec: SyscallRecord) -> str:
-    """An i386 call (``int $0x80``) the x86-64 decoders would misread (structs with 32-bit pointers
-    and longs): its name and arguments in hex, as strace's ``-e raw=``; the argument count is the
-    x86-64 call's of that name, or all six."""
+def _compat_args(rec: SyscallRecord) -> str:
+    """The arguments of an i386 call (``int $0x80``) the x86-64 decoders would misread (structs with
+    32-bit pointers and longs): in hex, as strace's ``-e raw=``; as many as the x86-64 call of that
+    name has, or all six."""
     spec = prototype(rec.name)
     count = len(spec) if spec is not None else 6
-    args = ", ".join(f"{a & 0xFFFFFFFF:#x}" for a in rec.args[:count])
+    return ", ".join(f"{a & 0xFFFFFFFF:#x}" for a in rec.args[:count])
+
+
+def _compat_result(rec: SyscallRecord) -> str:
     ret = rec.ret
     result = _unsuccessful(ret) if ret is None or -4096 < ret < 0 else str(ret)
-    return f"{rec.name}({args}) = {result}" + (" (INJECTED)" if rec.injected else "")
+    return result + (" (INJECTED)" if rec.injected else "")
 
 
 def format_raw(rec: SyscallRecord, size: Optional[int] = 32) -> List[str]:
