@@ -493,40 +493,40 @@ class ElfFile:
         return sorted({s.name for s in self._symbols if s.type in CODE_TYPES and s.value})
 
     @functools.cached_property
-    def _cxx_functions(self) -> dict[str, list[tuple[str, Symbol]]]:
-        """C++ functions by demangled name without parameters (``app::Shape::area``): (the whole
-        demangled name with spaces removed, the symbol), for probe targets written as in C++."""
+    def _cxx(self) -> _CxxTables:
+        """The C++ functions, demangled once (probe targets written as in C++, messages, -l)."""
         mangled = [
             s for s in self._symbols if s.name.startswith("_Z") and s.value and s.type in ("FUNC", "IFUNC")
         ]
-        index: dict[str, list[tuple[str, Symbol]]] = {}
-        names: dict[str, str] = {}
-        signatures: dict[str, str] = {}
+        tables = _CxxTables({}, {}, {}, {})
         for sym, text in zip(mangled, demangle([s.name for s in mangled])):
             if text is not None:
+                head, tail = cxx_parts(text)
                 name, signature = cxx_signature(text)
-                index.setdefault(name, []).append((signature, sym))
-                names.setdefault(name, cxx_parts(text)[0])
-                signatures.setdefault(signature, without_return_type(text))
-        self._cxx_shown = (names, signatures)
-        return index
+                tables.functions.setdefault(name, []).append((signature, sym))
+                tables.names.setdefault(name, head)
+                tables.signatures.setdefault(signature, head + tail)
+                tables.by_symbol[sym.name] = head + tail
+        return tables
 
     def cxx_names(self) -> dict[str, str]:
         """The demangled function names without parameters: spaces removed -> as demangled
         (``app::(anonymous namespace)::f``), for 'did you mean' suggestions."""
-        self._cxx_functions  # noqa: B018 - fills _cxx_shown
-        return self._cxx_shown[0]
+        return self._cxx.names
 
     def cxx_shown(self, signature: str) -> str:
         """A signature (spaces removed, as cxx_lookup gives it) as demangled: ``f(int const&)``."""
-        self._cxx_functions  # noqa: B018 - fills _cxx_shown
-        return self._cxx_shown[1].get(signature, signature)
+        return self._cxx.signatures.get(signature, signature)
+
+    def cxx_by_symbol(self) -> dict[str, str]:
+        """Mangled symbol name -> the function as written in C++ (``app::twice<double>(double)``)."""
+        return self._cxx.by_symbol
 
     def cxx_lookup(self, target: str) -> list[tuple[str, Symbol]]:
         """The C++ functions ``target`` names: ``ns::f`` (every overload) or ``ns::f(int)`` (that one),
         as (demangled name, symbol), one per address."""
         name, wanted = cxx_signature(target)
-        found = self._cxx_functions.get(name, [])
+        found = self._cxx.functions.get(name, [])
         if wanted != name:  # a parameter list was given
             found = [(text, sym) for text, sym in found if text in (wanted, wanted + "const")]
         by_address = {sym.value: (text, sym) for text, sym in sorted(found, key=lambda f: _target_rank(f[1]))}
@@ -594,6 +594,13 @@ class ElfFile:
 
 
 # Parsed files by identity; the path is not part of the key, so /lib/... and /usr/lib/... share an entry.
+class _CxxTables(NamedTuple):
+    functions: dict[str, list[tuple[str, Symbol]]]  # name without parameters, spaces removed -> ...
+    names: dict[str, str]  # ... that name as demangled
+    signatures: dict[str, str]  # name with parameters, spaces removed -> as demangled
+    by_symbol: dict[str, str]  # mangled name -> as demangled, without a return type
+
+
 _CACHE: OrderedDict[tuple[int, int, int, int], ElfFile] = OrderedDict()
 _CACHE_SIZE = 64
 
@@ -681,14 +688,7 @@ def display_name(symbol: str) -> str:
 def without_return_type(text: str) -> str:
     """A demangled function as one writes its name: ``double app::twice<double>(double)`` ->
     ``app::twice<double>(double)`` (function templates carry their return type)."""
-    name, _ = cxx_signature(text)
-    depth, start = 0, 0
-    head = text.split("(", 1)[0] if "(" in text and not text.startswith("(") else text
-    for i, ch in enumerate(head):
-        depth += {"<": 1, ">": -1}.get(ch, 0)
-        if ch == " " and depth == 0:
-            start = i + 1
-    return text[start:] if text[start:].replace(" ", "").startswith(name) else text
+    return "".join(cxx_parts(text))
 
 
 def cxx_function_name(text: str) -> str:
@@ -1071,14 +1071,12 @@ class AddressSpace:
         qualified = re.match(r"([^:\s()]+):(?!:)(.*)$", pattern)  # LIB:GLOB (not ns::name)
         lib, glob = qualified.groups() if qualified else ("", pattern)
         modules = [self.module_named(lib)] if lib else self.modules
+        glob = glob or "*"
         found: list[str] = []
         for module in modules:
             names = {s.name for s in module.elf.symbols() if s.value and s.type in ("FUNC", "IFUNC")}
-            shown = {n: n for n in names}
-            mangled = sorted(n for n in names if n.startswith("_Z"))
-            for raw, text in zip(mangled, demangle(mangled)):
-                shown[raw] = without_return_type(text) if text else raw
-            glob = glob or "*"
+            cxx = module.elf.cxx_by_symbol()
+            shown = {n: cxx.get(n, n) for n in names}
             matched = {shown[n] for n in names if any(fnmatch.fnmatchcase(x, glob) for x in (n, shown[n]))}
             found.extend(f"{module.name}:{name}" for name in sorted(matched))
         return found
