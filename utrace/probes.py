@@ -943,7 +943,9 @@ def _named_type(name: str) -> FetchType:
 
 
 def _default_event(target: str) -> str:
-    """The symbol of the target (``libc:malloc+4`` -> ``malloc``, ``app::scale(int)`` -> ``scale``)."""
+    """The symbol of the target (``libc:malloc+4`` -> ``malloc``), as the engine names bare probes;
+    a C++ target's is its last name alone (``app::scale(int)`` -> ``scale``, where a bare probe is
+    ``scale(int)``): an event name is a plain word."""
     if looks_cxx(target):
         target = cxx_function_name(target.split("+", 1)[0]).split("<", 1)[0]
     name = target.rsplit(":", 1)[-1].split("+", 1)[0]
