@@ -22,6 +22,7 @@ No well-kept Python library reads ltrace.conf, so this small parser is utrace's 
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -92,9 +93,10 @@ class Prototype:
     args: Tuple[Arg, ...]
     format_at: int = -1  # the index of a printf format argument: variable arguments follow it
 
-    @property
+    @functools.cached_property
     def at_return(self) -> bool:
-        """Whether an argument can only be shown once the function has returned."""
+        """Whether an argument can only be shown once the function has returned (asked at every hit:
+        worked out once)."""
         return any(a.output or a.size_from == "retval" for a in self.args)
 
 
@@ -108,7 +110,12 @@ def sized_string(value: int, length: int, read: Callable[[int, int], bytes], str
         data = read(value, min(length, strsize))
     except OSError:
         return f"{value:#x}"
-    return f'"{escape(data)}"' + ("..." if length > strsize else "")
+    return _quoted(data, length > strsize)
+
+
+def _quoted(data: bytes, cut: bool) -> str:
+    """``"data"``, with ``...`` after it when the string went on."""
+    return f'"{escape(data)}"' + ("..." if cut else "")
 
 
 def _arg(text: str, strsize: int) -> Arg:
@@ -196,8 +203,7 @@ def _string(limit: int) -> Render:
             data = read(value, limit + 1)
         except OSError:
             return f"{value:#x}"
-        cut = len(data) > limit
-        return f'"{escape(data[:limit])}"' + ("..." if cut else "")
+        return _quoted(data[:limit], len(data) > limit)
 
     return render
 
@@ -249,7 +255,7 @@ def _type(text: str, strsize: int) -> Optional[Render]:
     m = re.fullmatch(r"(?:hex|oct)\((\w+)\)", text)
     if m and m.group(1) in _SCALARS:
         return _SCALARS["hex"] if text.startswith("hex") else _SCALARS["octal"]
-    return _SCALARS.get(text, _addr)  # arrays, structs, enums, +output: an address
+    return _SCALARS.get(text, _addr)  # arrays, structs, typedef'd names: an address
 
 
 def _split_args(text: str) -> List[str]:
